@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"])]
+
+let package = Package(
+    name: "SoftVQ",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "gen", targets: ["gen"]),
+        .library(name: "Tensor", targets: ["Tensor"]),
+        .library(name: "Tokenizer", targets: ["Tokenizer"]),
+        .library(name: "SiT", targets: ["SiT"]),
+        .library(name: "Sampler", targets: ["Sampler"]),
+        .library(name: "Pipeline", targets: ["Pipeline"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (Debian packages), bound through pkg-config and small shim headers.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
+                       providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        // libpng reports errors by longjmp; the setjmp stays inside this C target.
+        .target(name: "CPNG", path: "Sources/CPNG",
+                cSettings: [.unsafeFlags(["-I/usr/include/libpng16"])],
+                linkerSettings: [.linkedLibrary("png16")]),
+
+        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimize),
+        .target(name: "Tokenizer", dependencies: ["Tensor"], swiftSettings: optimize),
+        .target(name: "SiT", dependencies: ["Tensor"], swiftSettings: optimize),
+        .target(name: "Sampler", dependencies: ["Tensor"], swiftSettings: optimize),
+        .target(name: "Pipeline",
+                dependencies: ["Tensor", "Tokenizer", "SiT", "Sampler", "CHDF5", "CTurboJPEG", "CZlib", "CPNG", "CBLAS"],
+                swiftSettings: optimize),
+        .executableTarget(name: "gen",
+                          dependencies: ["Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: optimize),
+
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "SiTTests", dependencies: ["SiT", "Sampler", "Tensor"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Tensor"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,134 @@
+// Optimizers and training utilities: AdamW, EMA, global gradient-norm clipping, learning-rate
+// schedules. Their state saves and restores exactly.
+
+import Foundation
+
+/// AdamW as in PyTorch (decoupled weight decay, bias correction, eps outside the square root).
+public final class AdamW {
+    public var lr: Float
+    public var beta1: Float
+    public var beta2: Float
+    public var eps: Float
+    public var weightDecay: Float
+    public private(set) var step: Int = 0
+    public let parameters: [(String, Tensor)]
+    private var m: [Tensor]
+    private var v: [Tensor]
+
+    public init(_ parameters: [(String, Tensor)], lr: Float = 1e-4, betas: (Float, Float) = (0.9, 0.999),
+                eps: Float = 1e-8, weightDecay: Float = 0) {
+        self.parameters = parameters
+        self.lr = lr
+        beta1 = betas.0
+        beta2 = betas.1
+        self.eps = eps
+        self.weightDecay = weightDecay
+        m = parameters.map { Tensor(zeros: $0.1.shape) }
+        v = parameters.map { Tensor(zeros: $0.1.shape) }
+    }
+
+    /// One update from each parameter's `.grad` (parameters without a gradient are skipped).
+    public func update() {
+        step += 1
+        let bc1 = 1 - Foundation.pow(Double(beta1), Double(step))
+        let bc2 = 1 - Foundation.pow(Double(beta2), Double(step))
+        let stepSize = Float(Double(lr) / bc1)
+        let bc2Sqrt = Float(bc2.squareRoot())
+        let (b1, b2, eps, decay) = (beta1, beta2, eps, 1 - lr * weightDecay)
+        for (i, (_, p)) in parameters.enumerated() {
+            guard let g = p.grad else { continue }
+            let pp = p.pointer, pg = g.pointer, pm = m[i].pointer, pv = v[i].pointer
+            parallelFor(p.count, grain: 1 << 14) { lo, hi in
+                for j in lo..<hi {
+                    pp[j] *= decay
+                    pm[j] = b1 * pm[j] + (1 - b1) * pg[j]
+                    pv[j] = b2 * pv[j] + (1 - b2) * pg[j] * pg[j]
+                    let denom = pv[j].squareRoot() / bc2Sqrt + eps
+                    pp[j] -= stepSize * pm[j] / denom
+                }
+            }
+        }
+    }
+
+    /// Moments under `exp_avg.<key>` / `exp_avg_sq.<key>`, for saving.
+    public var stateTensors: [(String, Tensor)] {
+        zip(parameters, zip(m, v)).flatMap { p, mv in [("exp_avg." + p.0, mv.0), ("exp_avg_sq." + p.0, mv.1)] }
+    }
+
+    public func save(to path: String) throws {
+        try writeSafeTensors(stateTensors, to: path, metadata: ["step": String(step), "format": "adamw-v1"])
+    }
+
+    public func load(from path: String) throws {
+        let file = try SafeTensorsFile(path: path)
+        guard let s = file.metadata["step"].flatMap(Int.init) else {
+            throw CheckpointError.corruptHeader((path as NSString).lastPathComponent, "no optimizer step in metadata")
+        }
+        for (key, t) in stateTensors {
+            guard let info = file.entries[key] else { throw CheckpointError.missingKey((path as NSString).lastPathComponent, key) }
+            guard info.shape == t.shape else {
+                throw CheckpointError.shapeMismatch(key, expected: t.shape, found: info.shape, file: (path as NSString).lastPathComponent)
+            }
+            try file.read(info, into: t.pointer)
+        }
+        step = s
+    }
+}
+
+/// Exponential moving average of a model's tensors into a shadow model of the same
+/// architecture: ema = decay * ema + (1 - decay) * param.
+public enum EMA {
+    public static func update(_ ema: any Module, from model: any Module, decay: Float) {
+        let target = ema.namedTensors(), source = model.namedTensors()
+        precondition(target.count == source.count, "EMA: different architectures")
+        for ((_, e), (_, p)) in zip(target, source) {
+            let pe = e.pointer, pp = p.pointer
+            parallelFor(e.count, grain: 1 << 15) { lo, hi in
+                for j in lo..<hi { pe[j] = decay * pe[j] + (1 - decay) * pp[j] }
+            }
+        }
+    }
+}
+
+/// Scales all gradients so that their global l2 norm is at most `maxNorm` (PyTorch's
+/// clip_grad_norm_: coefficient maxNorm / (norm + 1e-6), clamped to 1). Returns the norm
+/// before clipping.
+@discardableResult
+public func clipGradNorm(_ parameters: [(String, Tensor)], maxNorm: Float) -> Float {
+    var total: Double = 0
+    for (_, p) in parameters {
+        guard let g = p.grad else { continue }
+        var s: Double = 0
+        for j in 0..<g.count { let x = Double(g.pointer[j]); s += x * x }
+        total += s
+    }
+    let norm = Float(total.squareRoot())
+    let coef = maxNorm / (norm + 1e-6)
+    if coef < 1 {
+        for (_, p) in parameters {
+            guard let g = p.grad else { continue }
+            for j in 0..<g.count { g.pointer[j] *= coef }
+        }
+    }
+    return norm
+}
+
+/// Learning-rate schedules as a function of the (0-based) step.
+public enum LRSchedule: Codable, Equatable, Sendable {
+    case constant(Float)
+    /// Linear ramp from 0 to `lr` over `warmup` steps, then constant.
+    case warmup(lr: Float, warmup: Int)
+    /// Linear warmup then cosine decay to `minLR` at `total` steps.
+    case cosine(lr: Float, warmup: Int, total: Int, minLR: Float)
+
+    public func lr(at step: Int) -> Float {
+        switch self {
+        case let .constant(lr): return lr
+        case let .warmup(lr, w): return w > 0 && step < w ? lr * Float(step + 1) / Float(w) : lr
+        case let .cosine(lr, w, total, minLR):
+            if w > 0 && step < w { return lr * Float(step + 1) / Float(w) }
+            let progress = min(1, Double(step - w) / Double(max(1, total - w)))
+            return minLR + (lr - minLR) * Float(0.5 * (1 + cos(Double.pi * progress)))
+        }
+    }
+}
