@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"])]
+// Optimized in debug builds too: the tests train small models.
+let optimize: [SwiftSetting] = [.unsafeFlags(["-O"])]
 
 let package = Package(
     name: "SoftVQ",

@@ -79,10 +79,11 @@ public func scaledDotProductAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor) -> 
     attentionCore(batch: n, heads: h, t: t, dh: dh, ldq: dh, ldk: dh, ldv: dh, ldo: dh,
                   views: views(q, k, v, out), saveP: probs?.pointer)
     guard let probs else { return out }
+    let saved = out.detached()
     return out.record("attention", [q, k, v]) { g, _ in
         let dq = Tensor(uninitialized: q.shape), dk = Tensor(uninitialized: k.shape), dv = Tensor(uninitialized: v.shape)
         attentionCoreBackward(batch: n, heads: h, t: t, dh: dh, ldq: dh, ldk: dh, ldv: dh, ldo: dh,
-                              fwd: views(q, k, v, out), grad: views(dq, dk, dv, g), probs: probs.pointer)
+                              fwd: views(q, k, v, saved), grad: views(dq, dk, dv, g), probs: probs.pointer)
         return [dq, dk, dv]
     }
 }
@@ -106,10 +107,11 @@ public func packedAttention(_ qkv: Tensor, heads: Int) -> Tensor {
     attentionCore(batch: n, heads: heads, t: t, dh: dh, ldq: 3 * d, ldk: 3 * d, ldv: 3 * d, ldo: d,
                   views: views(qkv, out), saveP: probs?.pointer)
     guard let probs else { return out }
+    let saved = out.detached()
     return out.record("packed_attention", [qkv]) { g, _ in
         let dqkv = Tensor(uninitialized: qkv.shape)
         attentionCoreBackward(batch: n, heads: heads, t: t, dh: dh, ldq: 3 * d, ldk: 3 * d, ldv: 3 * d, ldo: d,
-                              fwd: views(qkv, out), grad: views(dqkv, g), probs: probs.pointer)
+                              fwd: views(qkv, saved), grad: views(dqkv, g), probs: probs.pointer)
         return [dqkv]
     }
 }

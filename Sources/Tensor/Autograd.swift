@@ -79,6 +79,7 @@ extension Tensor {
                 }
                 let needs = node.inputs.map { $0.requiresGrad }
                 let inputGrads = node.backward(g, needs)
+                t.node = nil   // free what the forward saved as soon as it has been used
                 precondition(inputGrads.count == node.inputs.count, "\(node.name): wrong number of gradients")
                 for (input, ig) in zip(node.inputs, inputGrads) {
                     guard input.requiresGrad, let ig else { continue }

@@ -144,7 +144,8 @@ func mapOp(_ name: String, _ x: Tensor, _ f: (Float) -> Float,
     let out = Tensor(uninitialized: x.shape)
     let px = x.pointer, po = out.pointer
     parallelFor(x.count, grain: 1 << 14) { lo, hi in for i in lo..<hi { po[i] = f(px[i]) } }
-    return out.record(name, [x]) { g, _ in [back(x, out, g)] }
+    let saved = out.detached()   // the output without its node (no reference cycle)
+    return out.record(name, [x]) { g, _ in [back(x, saved, g)] }
 }
 
 /// Elementwise `g * d` where d is computed from (x, y) per element; used by unary backwards.

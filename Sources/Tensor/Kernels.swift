@@ -19,9 +19,10 @@ extension Tensor {
         parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { lo, hi in
             for r in lo..<hi { softmaxRow(px + r * n, po + r * n, n) }
         }
+        let saved = out.detached()
         return out.record("softmax", [self]) { g, _ in
-            let dx = Tensor(uninitialized: out.shape)
-            let py = out.pointer, pg = g.pointer, pd = dx.pointer
+            let dx = Tensor(uninitialized: saved.shape)
+            let py = saved.pointer, pg = g.pointer, pd = dx.pointer
             parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { lo, hi in
                 for r in lo..<hi {
                     let y = py + r * n, gy = pg + r * n, d = pd + r * n
@@ -50,9 +51,10 @@ extension Tensor {
                 for j in 0..<n { y[j] = x[j] - lse }
             }
         }
+        let saved = out.detached()
         return out.record("log_softmax", [self]) { g, _ in
-            let dx = Tensor(uninitialized: out.shape)
-            let py = out.pointer, pg = g.pointer, pd = dx.pointer
+            let dx = Tensor(uninitialized: saved.shape)
+            let py = saved.pointer, pg = g.pointer, pd = dx.pointer
             for r in 0..<rows {
                 let y = py + r * n, gy = pg + r * n, d = pd + r * n
                 var s: Float = 0
@@ -92,7 +94,7 @@ extension Tensor {
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
         return out.record("layer_norm", inputs) { g, needs in
-            let pg = g.pointer
+            let pg = g.pointer, pm = mean.pointer, pr = rstd.pointer
             var dx: Tensor? = nil
             if needs[0] {
                 let d = Tensor(uninitialized: self.shape)
@@ -151,9 +153,10 @@ extension Tensor {
                 for j in 0..<n { y[j] = x[j] / norm }
             }
         }
+        let saved = out.detached()
         return out.record("l2_normalize", [self]) { g, _ in
-            let dx = Tensor(uninitialized: out.shape)
-            let pg = g.pointer, py = out.pointer, pd = dx.pointer
+            let dx = Tensor(uninitialized: saved.shape)
+            let pg = g.pointer, py = saved.pointer, pd = dx.pointer, pn = norms.pointer
             for r in 0..<rows {
                 let y = py + r * n, gy = pg + r * n, d = pd + r * n
                 let norm = pn[r]
