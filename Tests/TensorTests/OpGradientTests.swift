@@ -163,3 +163,26 @@ final class OpGradientTests: XCTestCase {
         XCTAssertNotNil(w.grad)
     }
 }
+
+final class ConvTests: XCTestCase {
+    func testConvGradients() {
+        for (stride, pad, k) in [(1, 0, 3), (2, 1, 3), (1, 1, 1), (2, 0, 2)] {
+            let x = randn([2, 3, 5, 6], seed: 120), w = randn([4, 3, k, k], seed: 121), b = randn([4], seed: 122)
+            checkGradients("conv s\(stride) p\(pad) k\(k)", [x, w, b]) { conv2d($0[0], $0[1], $0[2], stride: stride, padding: pad) }
+        }
+    }
+
+    func testConvAgainstDirectSum() {
+        let x = randn([1, 2, 4, 4], seed: 1), w = randn([3, 2, 3, 3], seed: 2)
+        let y = conv2d(x, w, nil, stride: 1, padding: 1)
+        XCTAssertEqual(y.shape, [1, 3, 4, 4])
+        for o in 0..<3 { for i in 0..<4 { for j in 0..<4 {
+            var s: Float = 0
+            for c in 0..<2 { for ky in 0..<3 { for kx in 0..<3 {
+                let yy = i + ky - 1, xx = j + kx - 1
+                if yy >= 0 && yy < 4 && xx >= 0 && xx < 4 { s += x.scalars[(c * 4 + yy) * 4 + xx] * w.scalars[((o * 2 + c) * 3 + ky) * 3 + kx] }
+            } } }
+            XCTAssertEqual(y.scalars[(o * 4 + i) * 4 + j], s, accuracy: 1e-5)
+        } } }
+    }
+}

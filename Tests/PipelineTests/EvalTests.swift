@@ -1,0 +1,46 @@
+import XCTest
+@testable import Pipeline
+import Tensor
+
+final class FrechetDistanceTests: XCTestCase {
+    func testSetWithItselfIsZero() throws {
+        var rng = RandomGenerator(seed: 3)
+        let f = rng.normalTensor([500, 16])
+        XCTAssertEqual(try FrechetDistance.distance(features: f, f), 0, accuracy: 1e-8)
+    }
+
+    func testClosedFormDiagonal() throws {
+        // Diagonal covariances: FD = |mu1 - mu2|^2 + sum (sigma1 - sigma2)^2.
+        let d = 4
+        let var1: [Double] = [1, 4, 9, 0.25], var2: [Double] = [4, 1, 1, 1]
+        func diag(_ v: [Double]) -> [Double] { (0..<(d * d)).map { $0 % (d + 1) == 0 ? v[$0 / (d + 1)] : 0 } }
+        let a = GaussianStats(mean: [0, 1, 2, 3], covariance: diag(var1), count: 10)
+        let b = GaussianStats(mean: [1, 1, 0, 3], covariance: diag(var2), count: 10)
+        let expected = 1.0 + 4.0 + zip(var1, var2).map { pow($0.squareRoot() - $1.squareRoot(), 2) }.reduce(0, +)
+        XCTAssertEqual(try FrechetDistance.distance(a, b), expected, accuracy: 1e-9)
+    }
+
+    func testClosedFormRotated() throws {
+        // S1 = I, S2 = R diag(l) R^T: FD = sum (1 + l - 2 sqrt(l)), whatever the rotation R.
+        let c = cos(0.7), s = sin(0.7)
+        let l: [Double] = [3, 0.5]
+        let r = [c, -s, s, c]
+        var s2 = [Double](repeating: 0, count: 4)
+        for i in 0..<2 { for j in 0..<2 { for k in 0..<2 { s2[i * 2 + j] += r[i * 2 + k] * l[k] * r[j * 2 + k] } } }
+        let a = GaussianStats(mean: [0, 0], covariance: [1, 0, 0, 1], count: 10)
+        let b = GaussianStats(mean: [0, 0], covariance: s2, count: 10)
+        let expected = l.map { 1 + $0 - 2 * $0.squareRoot() }.reduce(0, +)
+        XCTAssertEqual(try FrechetDistance.distance(a, b), expected, accuracy: 1e-9)
+        // Symmetric in its arguments.
+        XCTAssertEqual(try FrechetDistance.distance(b, a), expected, accuracy: 1e-9)
+    }
+
+    func testSampleStatistics() {
+        let f = Tensor([1, 2, 3, 4, 5, 9], shape: [3, 2])
+        let g = GaussianStats(features: f)
+        XCTAssertEqual(g.mean, [3, 5])
+        XCTAssertEqual(g.covariance[0], 4, accuracy: 1e-12)       // var of 1,3,5
+        XCTAssertEqual(g.covariance[3], 13, accuracy: 1e-12)      // var of 2,4,9
+        XCTAssertEqual(g.covariance[1], 7, accuracy: 1e-12)
+    }
+}
