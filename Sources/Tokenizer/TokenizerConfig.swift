@@ -39,6 +39,20 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Localized
 public enum JSONValue: Codable, Equatable, Sendable {
     case null, bool(Bool), int(Int), double(Double), string(String), array([JSONValue]), object([String: JSONValue])
 
+    /// Numbers compare by value (JSON does not distinguish 1 from 1.0).
+    public static func == (a: JSONValue, b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.null, .null): return true
+        case let (.bool(x), .bool(y)): return x == y
+        case let (.string(x), .string(y)): return x == y
+        case let (.array(x), .array(y)): return x == y
+        case let (.object(x), .object(y)): return x == y
+        default:
+            if let x = a.doubleValue, let y = b.doubleValue { return x == y }
+            return false
+        }
+    }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
@@ -293,6 +307,9 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         try self.init(json: try [String: JSONValue](from: decoder))
     }
+
+    /// Two configs are equal when they would write the same config.json.
+    public static func == (a: TokenizerConfig, b: TokenizerConfig) -> Bool { a.json == b.json }
 
     public func encode(to encoder: Encoder) throws { try json.encode(to: encoder) }
 

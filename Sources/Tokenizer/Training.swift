@@ -146,6 +146,8 @@ public struct TokenizerLosses: Sendable, CustomStringConvertible {
     public var extra: [String: Float] = [:]
     public var gradNorm: Float = 0
 
+    public init() {}
+
     public var description: String {
         var s = String(format: "loss %.5f (rec %.5f, entropy %.5f, repa %.5f", total, reconstruction, entropy, repa)
         for (k, v) in extra.sorted(by: { $0.key < $1.key }) { s += String(format: ", %@ %.5f", k, v) }
