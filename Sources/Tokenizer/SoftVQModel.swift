@@ -1,0 +1,262 @@
+// SoftVQ-VAE tokenizer (official SoftVQModel): ViT encoder with learnable latent query tokens,
+// quant_conv, soft vector quantizer, post_quant_conv, ViT decoder with mask tokens, to_pixel,
+// unpatchify. Checkpoint keys are the official state-dict keys.
+//
+// Dimension legend: N batch, T = G*G image patches, L latent tokens, D ViT width,
+// E codebook dim, p patch, H = W image side.
+
+import Foundation
+import Tensor
+
+/// Official TimmViTEncoder: [cls, patches] + pos_embed, then latent tokens + latent_pos_embed
+/// appended; blocks; norm; the last L tokens.
+public final class ViTEncoder: Module {
+    public let latentTokens: Tensor      // (1, L, D)
+    public let latentPosEmbed: Tensor    // (1, L, D)
+    /// Only present when enc_token_drop > 0 (training-time token drop, not applied here).
+    public let maskToken: Tensor?        // (1, 1, D)
+    public let model: VisionTransformer
+
+    init(_ spec: ViTSpec, latentTokens l: Int, tokenDrop: Bool, _ f: inout ParameterFactory) {
+        model = VisionTransformer(spec, &f)
+        latentTokens = f.normal([1, l, spec.width], std: 0.02)
+        latentPosEmbed = f.normal([1, l, spec.width], std: 0.02)
+        maskToken = tokenDrop ? f.normal([1, 1, spec.width], std: 0.02) : nil
+    }
+
+    public var entries: [(String, ModuleEntry)] {
+        var e: [(String, ModuleEntry)] = [("latent_tokens", .tensor(latentTokens)), ("latent_pos_embed", .tensor(latentPosEmbed))]
+        if let maskToken { e.append(("mask_token", .tensor(maskToken))) }
+        e.append(("model", .module(model)))
+        return e
+    }
+
+    /// images (N, 3, H, W) -> (N, L, D)
+    public func callAsFunction(_ images: Tensor) -> Tensor {
+        let n = images.dim(0), l = latentTokens.dim(1)
+        let x = model.withClassAndPositions(model.patchEmbed(images))      // (N, 1 + T, D)
+        let z = repeatBatch(latentTokens + latentPosEmbed, n)               // (N, L, D)
+        let h = model.norm(model.runBlocks(concat([x, z], axis: 1)))        // (N, 1 + T + L, D)
+        return h.slice(axis: 1, (h.dim(1) - l)..<h.dim(1))                  // (N, L, D)
+    }
+}
+
+/// to_pixel with to_pixel='linear': `model` Linear D -> p*p*3.
+public final class ToPixel: Module {
+    public let model: Dense
+    public let patchSize: Int
+    init(width: Int, patch: Int, _ f: inout ParameterFactory) {
+        patchSize = patch
+        model = Dense(width, 3 * patch * patch, std: nil, f: &f)
+    }
+    public var entries: [(String, ModuleEntry)] { [("model", .module(model))] }
+
+    /// (N, T, D) -> images (N, 3, H, W). Each token's p*p*3 outputs are ordered
+    /// (row-in-patch, col-in-patch, channel), as the official unpatchify reads them.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let n = x.dim(0), t = x.dim(1), p = patchSize
+        let g = Int(Double(t).squareRoot().rounded())
+        precondition(g * g == t, "to_pixel: \(t) tokens do not form a square grid")
+        return model(x)                                          // (N, T, p p 3)
+            .reshaped([n, g, g, p, p, 3])                        // (N, Gh, Gw, p, q, C)
+            .permuted([0, 5, 1, 3, 2, 4])                        // (N, C, Gh, p, Gw, q)
+            .reshaped([n, 3, g * p, g * p])                      // (N, 3, H, W)
+    }
+}
+
+/// Official TimmViTDecoder: mask_token at every image position with cls + pos_embed, then the
+/// latent tokens + latent_pos_embed; blocks; norm; image tokens; to_pixel. The ViT's own
+/// patch_embed is part of the state dict but never used.
+public final class ViTDecoder: Module {
+    public let maskToken: Tensor         // (1, 1, D)
+    public let latentPosEmbed: Tensor    // (1, L, D)
+    public let model: VisionTransformer
+    public let toPixel: ToPixel
+
+    init(_ spec: ViTSpec, latentTokens l: Int, _ f: inout ParameterFactory) {
+        model = VisionTransformer(spec, &f)
+        maskToken = f.normal([1, 1, spec.width], std: 0.02)
+        latentPosEmbed = f.normal([1, l, spec.width], std: 0.02)
+        toPixel = ToPixel(width: spec.width, patch: spec.patchSize, &f)
+    }
+
+    public var entries: [(String, ModuleEntry)] {
+        [("mask_token", .tensor(maskToken)), ("latent_pos_embed", .tensor(latentPosEmbed)),
+         ("model", .module(model)), ("to_pixel", .module(toPixel))]
+    }
+
+    /// z: (N, L, D) (post_quant_conv output) -> images (N, 3, H, W)
+    public func callAsFunction(_ z: Tensor) -> Tensor {
+        let n = z.dim(0), t = model.spec.numPatches
+        let masks = repeatBatch(maskToken, t)                               // (T, 1, D)
+            .reshaped([1, t, model.spec.width])                             // (1, T, D)
+        let x = model.withClassAndPositions(repeatBatch(masks, n))          // (N, 1 + T, D)
+        let h = model.norm(model.runBlocks(concat([x, z + latentPosEmbed], axis: 1)))  // (N, 1 + T + L, D)
+        return toPixel(h.slice(axis: 1, 1..<(1 + t)))                       // (N, 3, H, W)
+    }
+}
+
+/// The SoftVQ-VAE tokenizer.
+public final class SoftVQModel: Module {
+    public let config: TokenizerConfig
+    public let encoder: ViTEncoder
+    public let quantConv: Dense
+    public let decoder: ViTDecoder
+    public let postQuantConv: Dense
+    public let quantizer: SoftVectorQuantizer
+
+    public init(config: TokenizerConfig, initialization: WeightInit = .random(seed: 0)) throws {
+        try config.validate()
+        self.config = config
+        let enc = try config.encoderSpec, dec = try config.decoderSpec
+        var f = ParameterFactory(initialization, layerScaleInit: Float(config.layerScaleInit ?? 1e-5))
+        encoder = ViTEncoder(enc, latentTokens: config.numLatentTokens, tokenDrop: config.encTokenDrop > 0, &f)
+        quantConv = Dense(enc.width, config.codebookEmbedDim, std: nil, f: &f)
+        decoder = ViTDecoder(dec, latentTokens: config.numLatentTokens, &f)
+        postQuantConv = Dense(config.codebookEmbedDim, dec.width, std: nil, f: &f)
+        quantizer = SoftVectorQuantizer(config, &f)
+    }
+
+    /// Official state-dict order: encoder, quant_conv, decoder, post_quant_conv, quantize.
+    public var entries: [(String, ModuleEntry)] {
+        [("encoder", .module(encoder)), ("quant_conv", .module(quantConv)), ("decoder", .module(decoder)),
+         ("post_quant_conv", .module(postQuantConv)), ("quantize", .module(quantizer))]
+    }
+
+    public var imageSize: Int { config.imageSize }
+    public var numLatentTokens: Int { config.numLatentTokens }
+    public var latentDim: Int { config.codebookEmbedDim }
+
+    /// Throws unless images are (N, 3, image_size, image_size) with N >= 1.
+    public func checkImages(_ images: Tensor) throws {
+        guard images.rank == 4 else {
+            throw TokenizerError.badInput("images must be (batch, 3, \(imageSize), \(imageSize)), got shape \(images.shape)")
+        }
+        guard images.dim(1) == 3 else {
+            throw TokenizerError.badInput("images must have 3 channels (convert grayscale to RGB first), got \(images.dim(1)) in shape \(images.shape)")
+        }
+        guard images.dim(2) == imageSize, images.dim(3) == imageSize else {
+            throw TokenizerError.badInput("this tokenizer takes \(imageSize)x\(imageSize) images, got \(images.dim(2))x\(images.dim(3))")
+        }
+        guard images.dim(0) > 0 else { throw TokenizerError.badInput("empty image batch") }
+    }
+
+    /// Encoder + quant_conv: images (N, 3, H, W) in [-1, 1] -> pre-quantization h (N, L, E).
+    public func encode(_ images: Tensor) throws -> Tensor {
+        try checkImages(images)
+        return quantConv(encoder(images))
+    }
+
+    /// Soft quantization of h (N, L, E).
+    public func quantize(_ h: Tensor) throws -> QuantizerOutput { try quantizer(h) }
+
+    /// post_quant_conv + decoder: z_q (N, L, E) -> images (N, 3, H, W), not clamped.
+    public func decode(_ zq: Tensor) throws -> Tensor {
+        guard zq.rank == 3, zq.dim(1) == numLatentTokens, zq.dim(2) == latentDim else {
+            throw TokenizerError.badInput("latents must be (batch, \(numLatentTokens), \(latentDim)), got \(zq.shape)")
+        }
+        return decoder(postQuantConv(zq))
+    }
+
+    /// Images -> continuous latents z_q (N, L, E) (what SiT is trained on, before vq_mean /
+    /// vq_std normalisation).
+    public func latents(_ images: Tensor) throws -> Tensor { try quantize(try encode(images)).zq }
+
+    /// Full forward: (reconstruction, quantizer output).
+    public func reconstruct(_ images: Tensor) throws -> (Tensor, QuantizerOutput) {
+        let q = try quantize(try encode(images))
+        return (try decode(q.zq), q)
+    }
+
+    /// (z_q - vq_mean) / vq_std
+    public func normalizeLatents(_ zq: Tensor) -> Tensor {
+        Autograd.noGrad { (zq - Float(config.vqMean)) / Float(config.vqStd) }
+    }
+
+    /// z * vq_std + vq_mean
+    public func denormalizeLatents(_ z: Tensor) -> Tensor {
+        Autograd.noGrad { z * Float(config.vqStd) + Float(config.vqMean) }
+    }
+}
+
+// MARK: - Checkpoints
+
+extension SoftVQModel {
+    /// Keys of official checkpoints that belong to training-time REPA modules; skipped on load.
+    public static func isTrainingOnlyKey(_ key: String) -> Bool {
+        key.hasPrefix("projection.") || key.hasPrefix("repa_model.")
+    }
+
+    /// Loads a checkpoint folder (config.json + model.safetensors), strictly. `configure` may
+    /// adjust the config first (e.g. ViT size overrides that the official config.json cannot
+    /// record). Keys under `projection.` / `repa_model.` are skipped with a notice.
+    public static func load(folder: String, log: (String) -> Void = { print($0) },
+                            configure: (inout TokenizerConfig) throws -> Void = { _ in }) throws -> SoftVQModel {
+        var config = try TokenizerConfig.load(path: (folder as NSString).appendingPathComponent("config.json"))
+        try configure(&config)
+        return try load(config: config, weights: (folder as NSString).appendingPathComponent("model.safetensors"), log: log)
+    }
+
+    public static func load(config: TokenizerConfig, weights path: String, log: (String) -> Void = { print($0) }) throws -> SoftVQModel {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch {
+            throw TokenizerError.checkpoint("cannot open tokenizer weights: \(error)")
+        }
+        let model = try SoftVQModel(config: config, initialization: .uninitialized)
+        try model.checkArchitecture(against: file)
+        do {
+            let skipped = try model.load(from: file, skip: isTrainingOnlyKey)
+            if !skipped.isEmpty {
+                let groups = Set(skipped.map { String($0.split(separator: ".").first!) }).sorted()
+                log("tokenizer: skipped \(skipped.count) training-only tensors (\(groups.map { $0 + ".*" }.joined(separator: ", ")))")
+            }
+        } catch let e as CheckpointError {
+            throw TokenizerError.checkpoint(e.description)
+        }
+        return model
+    }
+
+    /// Explains a config/weights disagreement in terms of config fields before the strict load.
+    func checkArchitecture(against file: SafeTensorsFile) throws {
+        let name = (file.path as NSString).lastPathComponent
+        func shape(_ k: String) -> [Int]? { file.entries[k]?.shape }
+        func depth(_ prefix: String) -> Int {
+            var d = 0
+            while file.entries["\(prefix).blocks.\(d).norm1.weight"] != nil { d += 1 }
+            return d
+        }
+        for (role, prefix, spec, fields) in [("encoder", "encoder.model", encoder.model.spec, ("enc_embed_dim", "enc_depth", "enc_patch_size", "encoder_model")),
+                                             ("decoder", "decoder.model", decoder.model.spec, ("dec_embed_dim", "dec_depth", "dec_patch_size", "decoder_model"))] {
+            if let s = shape("\(prefix).pos_embed"), s.count == 3 {
+                if s[2] != spec.width {
+                    throw TokenizerError.checkpoint("\(name): the \(role) ViT is \(s[2]) wide but the config (\(fields.3) / \(fields.0)) gives \(spec.width)")
+                }
+                if s[1] != 1 + spec.numPatches {
+                    throw TokenizerError.checkpoint("\(name): the \(role) position table has \(s[1]) rows but image_size \(spec.imageSize) with \(fields.2) \(spec.patchSize) needs \(1 + spec.numPatches)")
+                }
+            }
+            let d = depth(prefix)
+            if d > 0 && d != spec.depth {
+                throw TokenizerError.checkpoint("\(name): the \(role) ViT has \(d) blocks but the config (\(fields.3) / \(fields.1)) gives \(spec.depth)")
+            }
+            if let w = shape("\(prefix).patch_embed.proj.weight"), w.count == 4, w[2] != spec.patchSize {
+                throw TokenizerError.checkpoint("\(name): the \(role) patch embedding is \(w[2])x\(w[3]) but \(fields.2) is \(spec.patchSize)")
+            }
+        }
+        if let s = shape("encoder.latent_tokens"), s.count == 3, s[1] != config.numLatentTokens {
+            throw TokenizerError.checkpoint("\(name): \(s[1]) latent tokens in the weights but num_latent_tokens is \(config.numLatentTokens)")
+        }
+        if let s = shape("quantize.embedding"), s.count == 3,
+           s != [config.numCodebooks, config.codebookSize, config.codebookEmbedDim] {
+            throw TokenizerError.checkpoint("\(name): codebook shape \(s) but the config gives (num_codebooks \(config.numCodebooks), codebook_size \(config.codebookSize), codebook_embed_dim \(config.codebookEmbedDim))")
+        }
+    }
+
+    /// Writes config.json and model.safetensors (float32 by default, f16 / bf16 on request) into
+    /// `folder` (created if needed).
+    public func save(folder: String, dtype: DType = .f32) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try atomicWrite(try config.jsonData(), to: (folder as NSString).appendingPathComponent("config.json"))
+        try save(to: (folder as NSString).appendingPathComponent("model.safetensors"), dtype: dtype)
+    }
+}
