@@ -33,7 +33,10 @@ let package = Package(
                 cSettings: [.unsafeFlags(["-I/usr/include/libpng16"])],
                 linkerSettings: [.linkedLibrary("png16")]),
 
-        .target(name: "Tensor", dependencies: ["CBLAS"], swiftSettings: optimize),
+        // Vectorized elementwise math (polynomial exp/tanh/erf), compiled per ISA.
+        .target(name: "CKernels", path: "Sources/CKernels",
+                cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimize),
         .target(name: "Tokenizer", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "SiT", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "Sampler", dependencies: ["Tensor"], swiftSettings: optimize),

@@ -1,6 +1,7 @@
 // Elementwise ops: broadcasting binary arithmetic, scalar arithmetic and unary functions, each
 // with its backward beside it.
 
+import CKernels
 import Foundation
 
 // MARK: - Broadcasting
@@ -137,6 +138,27 @@ public func / (a: Tensor, b: Tensor) -> Tensor {
     }
 }
 
+// MARK: - Vectorized unary kernels
+
+/// Runs a C kernel `y = k(x)` over all elements in parallel chunks.
+func vectorMapOp(_ name: String, _ x: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                 _ back: @escaping (Tensor, Tensor, Tensor) -> Tensor) -> Tensor {
+    let out = Tensor(uninitialized: x.shape)
+    let px = x.pointer, po = out.pointer
+    parallelFor(x.count, grain: 1 << 14) { lo, hi in kernel(px + lo, po + lo, hi - lo) }
+    let saved = out.detached()
+    return out.record(name, [x]) { g, _ in [back(x, saved, g)] }
+}
+
+/// dx = kernel(x, g) over all elements in parallel chunks.
+func vectorGrad(_ x: Tensor, _ g: Tensor,
+                _ kernel: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+    let dx = Tensor(uninitialized: x.shape)
+    let px = x.pointer, pg = g.pointer, pd = dx.pointer
+    parallelFor(x.count, grain: 1 << 14) { lo, hi in kernel(px + lo, pg + lo, pd + lo, hi - lo) }
+    return dx
+}
+
 // MARK: - Scalar arithmetic
 
 func mapOp(_ name: String, _ x: Tensor, _ f: (Float) -> Float,
@@ -168,13 +190,13 @@ public prefix func - (a: Tensor) -> Tensor { mapOp("neg", a, { -$0 }) { _, _, g 
 // MARK: - Unary functions
 
 extension Tensor {
-    public func exp() -> Tensor { mapOp("exp", self, { Foundation.exp($0) }) { _, y, g in g * y } }
+    public func exp() -> Tensor { vectorMapOp("exp", self, { ck_exp($0, $1, $2) }) { _, y, g in g * y } }
     public func log() -> Tensor { mapOp("log", self, { Foundation.log($0) }) { x, _, g in g / x } }
     public func sqrt() -> Tensor {
         mapOp("sqrt", self, { Foundation.sqrt($0) }) { x, y, g in zipGrad(g, x, y) { _, y in 0.5 / y } }
     }
     public func tanh() -> Tensor {
-        mapOp("tanh", self, { Foundation.tanh($0) }) { x, y, g in zipGrad(g, x, y) { _, y in 1 - y * y } }
+        vectorMapOp("tanh", self, { ck_tanh($0, $1, $2) }) { x, y, g in zipGrad(g, x, y) { _, y in 1 - y * y } }
     }
     public func square() -> Tensor {
         mapOp("square", self, { $0 * $0 }) { x, y, g in zipGrad(g, x, y) { x, _ in 2 * x } }
@@ -183,23 +205,23 @@ extension Tensor {
         mapOp("abs", self, { Swift.abs($0) }) { x, y, g in zipGrad(g, x, y) { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) } }
     }
     public func sigmoid() -> Tensor {
-        mapOp("sigmoid", self, { 1 / (1 + Foundation.exp(-$0)) }) { x, y, g in zipGrad(g, x, y) { _, y in y * (1 - y) } }
+        vectorMapOp("sigmoid", self, { ck_sigmoid($0, $1, $2) }) { x, y, g in zipGrad(g, x, y) { _, y in y * (1 - y) } }
     }
     public func relu() -> Tensor {
         mapOp("relu", self, { Swift.max($0, 0) }) { x, y, g in zipGrad(g, x, y) { x, _ in x > 0 ? 1 : 0 } }
     }
     /// SiLU (swish): x * sigmoid(x).
     public func silu() -> Tensor {
-        mapOp("silu", self, Activation.silu) { x, y, g in zipGrad(g, x, y) { x, _ in Activation.siluGrad(x) } }
+        vectorMapOp("silu", self, { ck_silu($0, $1, $2) }) { x, _, g in vectorGrad(x, g) { ck_silu_grad($0, $1, $2, $3) } }
     }
     /// GELU, exact (erf) form or tanh approximation (PyTorch `approximate='tanh'`).
     public func gelu(approximate: Bool = false) -> Tensor {
         if approximate {
-            return mapOp("gelu_tanh", self, Activation.geluTanh) { x, y, g in
-                zipGrad(g, x, y) { x, _ in Activation.geluTanhGrad(x) }
+            return vectorMapOp("gelu_tanh", self, { ck_gelu_tanh($0, $1, $2) }) { x, _, g in
+                vectorGrad(x, g) { ck_gelu_tanh_grad($0, $1, $2, $3) }
             }
         }
-        return mapOp("gelu", self, Activation.geluErf) { x, y, g in zipGrad(g, x, y) { x, _ in Activation.geluErfGrad(x) } }
+        return vectorMapOp("gelu", self, { ck_gelu_erf($0, $1, $2) }) { x, _, g in vectorGrad(x, g) { ck_gelu_erf_grad($0, $1, $2, $3) } }
     }
     public func pow(_ p: Float) -> Tensor {
         mapOp("pow", self, { Foundation.pow($0, p) }) { x, y, g in zipGrad(g, x, y) { x, _ in p * Foundation.pow(x, p - 1) } }

@@ -2,6 +2,7 @@
 // softmax, log-softmax, LayerNorm, l2-normalize, embedding, adaLN modulate.
 // The naive references used as test oracles live in Reference.swift.
 
+import CKernels
 import Foundation
 
 extension Tensor {
@@ -237,10 +238,5 @@ public func modulate(_ x: Tensor, shift: Tensor, scale: Tensor) -> Tensor {
 /// Numerically stable softmax of one row (shared by the softmax op and attention).
 @inline(__always)
 func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for j in 0..<n { m = Swift.max(m, x[j]) }
-    var s: Float = 0
-    for j in 0..<n { let e = Foundation.exp(x[j] - m); y[j] = e; s += e }
-    let inv = 1 / s
-    for j in 0..<n { y[j] *= inv }
+    ck_softmax_row(x, y, n)
 }

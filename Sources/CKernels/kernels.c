@@ -1,0 +1,130 @@
+#include "ckernels.h"
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+// One clone per ISA level, picked by the CPU features at load time. fma implies AVX2-class
+// vector units; the baseline clone uses plain multiply-adds (the compiler contracts where it can).
+#define CLONES __attribute__((target_clones("avx512f", "fma", "default")))
+
+static inline float bits_to_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
+
+// Cephes-style expf: range reduction by ln 2 (split in two constants), degree-6 polynomial.
+static inline float exp_poly(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = (n * -0.693359375f + x);
+    r = (n * 2.12194440e-4f + r);
+    float p = 1.9875691500e-4f;
+    p = (p * r + 1.3981999507e-3f);
+    p = (p * r + 8.3334519073e-3f);
+    p = (p * r + 4.1665795894e-2f);
+    p = (p * r + 1.6666665459e-1f);
+    p = (p * r + 5.0000001201e-1f);
+    p = (p * r * r + r) + 1.0f;
+    return p * bits_to_float(((int32_t)n + 127) << 23);
+}
+
+// tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)); below |x| < 0.004 the odd Taylor term is exact
+// to float precision and avoids cancellation.
+static inline float tanh_poly(float x) {
+    float a = x < 0 ? -x : x;
+    float e = exp_poly(2.0f * a);
+    float t = 1.0f - 2.0f / (e + 1.0f);
+    float small = a * (1.0f - a * a * (1.0f / 3.0f));
+    t = a < 0.004f ? small : t;
+    return x < 0 ? -t : t;
+}
+
+// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+static inline float erf_poly(float x) {
+    float a = x < 0 ? -x : x;
+    float t = 1.0f / (0.3275911f * a + 1.0f);
+    float p = 1.061405429f;
+    p = (p * t + -1.453152027f);
+    p = (p * t + 1.421413741f);
+    p = (p * t + -0.284496736f);
+    p = (p * t + 0.254829592f);
+    float y = 1.0f - p * t * exp_poly(-a * a);
+    return x < 0 ? -y : y;
+}
+
+CLONES void ck_exp(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = exp_poly(x[i]);
+}
+
+CLONES void ck_tanh(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = tanh_poly(x[i]);
+}
+
+CLONES void ck_sigmoid(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + exp_poly(-x[i]));
+}
+
+CLONES void ck_silu(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + exp_poly(-x[i]));
+}
+
+CLONES void ck_silu_grad(const float *x, const float *g, float *dx, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + exp_poly(-x[i]));
+        dx[i] = g[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+
+#define SQRT_2_OVER_PI 0.7978845608028654f
+#define GELU_C 0.044715f
+
+CLONES void ck_gelu_tanh(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = SQRT_2_OVER_PI * (GELU_C * v * v * v + v);
+        y[i] = 0.5f * v * (1.0f + tanh_poly(u));
+    }
+}
+
+CLONES void ck_gelu_tanh_grad(const float *x, const float *g, float *dx, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = SQRT_2_OVER_PI * (GELU_C * v * v * v + v);
+        float t = tanh_poly(u);
+        float d = 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_C * v * v);
+        dx[i] = g[i] * d;
+    }
+}
+
+CLONES void ck_gelu_erf(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + erf_poly(v * 0.7071067811865476f));
+    }
+}
+
+CLONES void ck_gelu_erf_grad(const float *x, const float *g, float *dx, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        float cdf = 0.5f * (1.0f + erf_poly(v * 0.7071067811865476f));
+        float pdf = exp_poly(-0.5f * v * v) * 0.3989422804014327f;
+        dx[i] = g[i] * (cdf + v * pdf);
+    }
+}
+
+CLONES void ck_softmax_row(const float *x, float *y, ptrdiff_t n) {
+    float m = -INFINITY;
+    for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    float s = 0;
+    for (ptrdiff_t i = 0; i < n; i++) { float e = exp_poly(x[i] - m); y[i] = e; s += e; }
+    float inv = 1.0f / s;
+    for (ptrdiff_t i = 0; i < n; i++) y[i] *= inv;
+}
+
+CLONES void ck_bias_gelu_tanh_rows(float *y, const float *bias, ptrdiff_t rows, ptrdiff_t width) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = y + r * width;
+        for (ptrdiff_t i = 0; i < width; i++) {
+            float v = row[i] + bias[i];
+            float u = SQRT_2_OVER_PI * (GELU_C * v * v * v + v);
+            row[i] = 0.5f * v * (1.0f + tanh_poly(u));
+        }
+    }
+}

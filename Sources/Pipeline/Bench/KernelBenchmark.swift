@@ -1,0 +1,75 @@
+// Kernel benchmark: the matmul wrapper (`linear`) against raw cblas_sgemm at the SiT-XL shapes,
+// and the bandwidth of the row-wise kernels on (512, 1152) rows.
+
+import CBLAS
+import Foundation
+import Tensor
+
+public struct KernelBenchmarkRow: Codable, Sendable {
+    public let name: String
+    public let shape: String
+    public let seconds: TimingStats
+    /// GFLOP/s for products, GB/s (bytes read + written) for row kernels.
+    public let rate: Double
+    public let unit: String
+    /// For the wrapper rows: wrapper rate / raw sgemm rate in the same run.
+    public let ratioToRaw: Double?
+}
+
+public enum KernelBenchmark {
+    /// (M, K, N): x (M, K) times W^T with W (N, K), the SiT-XL/1 linear shapes.
+    public static let matmulShapes: [(Int, Int, Int)] = [(64, 1152, 3456), (64, 1152, 4608), (512, 1152, 4608)]
+
+    public static func run(repeats: Int = 20, rows: Int = 512, width: Int = 1152, quick: Bool = false) -> [KernelBenchmarkRow] {
+        var out: [KernelBenchmarkRow] = []
+        var rng = RandomGenerator(seed: 0)
+        let reps = quick ? 2 : repeats
+        for (m, k, n) in quick ? [(8, 64, 96)] : matmulShapes {
+            let x = rng.normalTensor([m, k]), w = rng.normalTensor([n, k]), b = rng.normalTensor([n])
+            let c = Tensor(uninitialized: [m, n])
+            let flops = 2.0 * Double(m * n * k)
+            let stats = Autograd.noGrad {
+                measureInterleaved([
+                    ("raw", {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                                    x.pointer, Int32(k), w.pointer, Int32(k), 0, c.pointer, Int32(n))
+                    }),
+                    ("linear", { _ = linear(x, w, b) }),
+                ], warmup: 3, repeats: reps)
+            }
+            let raw = flops / stats["raw"]!.median / 1e9
+            let wrapped = flops / stats["linear"]!.median / 1e9
+            let shape = "\(m)x\(k) . \(k)x\(n)"
+            out.append(KernelBenchmarkRow(name: "cblas_sgemm (raw)", shape: shape, seconds: stats["raw"]!, rate: raw, unit: "GFLOP/s", ratioToRaw: nil))
+            out.append(KernelBenchmarkRow(name: "linear (wrapper, +bias)", shape: shape, seconds: stats["linear"]!, rate: wrapped, unit: "GFLOP/s", ratioToRaw: wrapped / raw))
+        }
+        let r = quick ? 16 : rows, d = quick ? 32 : width
+        let x = rng.normalTensor([r, d]), w = rng.normalTensor([d]), bias = rng.normalTensor([d])
+        let x3 = x.reshaped([1, r, d]), shift = rng.normalTensor([1, d]), scale = rng.normalTensor([1, d])
+        let bytes = Double(r * d * 4 * 2)   // read x, write y
+        let kernels: [(String, () -> Void)] = [
+            ("layer_norm (affine)", { _ = x.layerNorm(weight: w, bias: bias, eps: 1e-6) }),
+            ("layer_norm (no affine)", { _ = x.layerNorm(eps: 1e-6) }),
+            ("softmax", { _ = x.softmax() }),
+            ("gelu (tanh)", { _ = x.gelu(approximate: true) }),
+            ("gelu (erf)", { _ = x.gelu() }),
+            ("modulate", { _ = modulate(x3, shift: shift, scale: scale) }),
+        ]
+        let stats = Autograd.noGrad { measureInterleaved(kernels, warmup: 3, repeats: reps * 5) }
+        for (name, _) in kernels {
+            let s = stats[name]!
+            out.append(KernelBenchmarkRow(name: name, shape: "(\(r), \(d))", seconds: s, rate: bytes / s.median / 1e9, unit: "GB/s", ratioToRaw: nil))
+        }
+        return out
+    }
+
+    public static func table(_ rows: [KernelBenchmarkRow]) -> String {
+        var lines = ["| kernel | shape | median | min..max | rate | vs raw sgemm |", "|---|---|---|---|---|---|"]
+        for r in rows {
+            let ratio = r.ratioToRaw.map { String(format: "%.1f%%", $0 * 100) } ?? ""
+            lines.append(String(format: "| %@ | %@ | %.3f ms | %.3f..%.3f ms | %.1f %@ | %@ |", r.name, r.shape,
+                                r.seconds.median * 1e3, r.seconds.min * 1e3, r.seconds.max * 1e3, r.rate, r.unit, ratio))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
