@@ -14,10 +14,14 @@ func niceTicks(_ lo: Double, _ hi: Double, count: Int = 5) -> [Double] {
     guard hi > lo, lo.isFinite, hi.isFinite else { return [lo] }
     let raw = (hi - lo) / Double(max(count, 1))
     let mag = pow(10, floor(log10(raw)))
-    let step = [1.0, 2, 2.5, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
+    let mantissa = [1.0, 2, 2.5, 5, 10].first { $0 * mag >= raw } ?? 10
+    let step = mantissa * mag
+    // Values as k * mantissa / 10^d (exact division) so ticks print as 0.6, not 0.6000000000000001.
+    let inverse = mag < 1 ? (1 / mag).rounded() : 1
+    func value(_ k: Double) -> Double { mag < 1 ? k * mantissa / inverse : k * step }
     var ticks: [Double] = []
-    var v = ceil(lo / step - 1e-9) * step
-    while v <= hi + step * 1e-9 { ticks.append(abs(v) < step * 1e-9 ? 0 : v); v += step }
+    var k = ceil(lo / step - 1e-9)
+    while value(k) <= hi + step * 1e-9 { ticks.append(value(k) == 0 ? 0 : value(k)); k += 1 }
     return ticks
 }
 

@@ -16,6 +16,7 @@ public final class ProgressBar {
     private let output: (String) -> Void
     private var fields: [(String, String)] = []
     private var finished = false
+    private var lastPrintedCount = -1
 
     /// - output: where text goes (standard error by default; tests capture it).
     /// - interactive: force TTY or log behaviour (default: whether stderr is a terminal).
@@ -50,6 +51,7 @@ public final class ProgressBar {
             if tenth > lastTenth || t - lastDraw >= 10 {
                 lastTenth = tenth
                 lastDraw = t
+                lastPrintedCount = count
                 output(line(elapsed: t - start, bar: false) + "\n")
             }
         }
@@ -59,6 +61,7 @@ public final class ProgressBar {
     public func finish() {
         guard !finished else { return }
         finished = true
+        if !isTTY && lastPrintedCount == count { return }
         let elapsed = ProgressBar.now() - start
         output((isTTY ? "\r" : "") + line(elapsed: elapsed, bar: isTTY) + (isTTY ? "\u{1B}[K\n" : "\n"))
     }

@@ -30,8 +30,8 @@ final class DatasetTests: XCTestCase {
         let dir = makeTempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
         XCTAssertThrowsError(try FashionMNIST(root: dir, split: .test)) { e in XCTAssertTrue("\(e)".contains("missing")) }
         // A corrupt (non-gzip) file and a wrong magic number.
-        FileManager.default.createFile(atPath: dir + "/t10k-images-idx3-ubyte.gz", contents: Data("junk".utf8))
-        FileManager.default.createFile(atPath: dir + "/t10k-labels-idx1-ubyte.gz", contents: Data("junk".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/t10k-images-idx3-ubyte.gz", contents: Data("junk".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/t10k-labels-idx1-ubyte.gz", contents: Data("junk".utf8))
         XCTAssertThrowsError(try FashionMNIST(root: dir, split: .test)) { e in XCTAssertTrue("\(e)".contains("compressed"), "\(e)") }
     }
 
@@ -42,9 +42,9 @@ final class DatasetTests: XCTestCase {
         try fm.createDirectory(atPath: root + "/cat", withIntermediateDirectories: true)
         try ImageIO.writePNG(path: root + "/cat/a.png", pixels: [UInt8](repeating: 90, count: 4 * 4 * 4), width: 4, height: 4, channels: 4)
         try ImageIO.writePNG(path: root + "/cat/b.PNG", image: RGBImage(width: 4, height: 4, channels: 1, fill: 7))
-        fm.createFile(atPath: root + "/cat/c.JPG", contents: Data([0xFF, 0xD8, 0xFF, 0x00, 0x01])) // corrupt
-        fm.createFile(atPath: root + "/cat/notes.txt", contents: Data("x".utf8))
-        fm.createFile(atPath: root + "/dog/d.png", contents: handMadePNG(width: 1, height: 1, bitDepth: 16, colorType: 2,
+        _ = fm.createFile(atPath: root + "/cat/c.JPG", contents: Data([0xFF, 0xD8, 0xFF, 0x00, 0x01])) // corrupt
+        _ = fm.createFile(atPath: root + "/cat/notes.txt", contents: Data("x".utf8))
+        _ = fm.createFile(atPath: root + "/dog/d.png", contents: handMadePNG(width: 1, height: 1, bitDepth: 16, colorType: 2,
                                                                          rows: [[1, 2, 3, 4, 5, 6]]))
         let ds = try ImageFolder(root: root)
         XCTAssertEqual(ds.classes, ["cat", "dog"])
@@ -74,9 +74,10 @@ final class DatasetTests: XCTestCase {
         let t = ADMPreprocess.toTensor(out)
         XCTAssertEqual(t.shape, [3, 64, 64])
         XCTAssertEqual(t.pointer[0], 77 / 127.5 - 1, accuracy: 1e-6)
-        // Box halving averages 2x2 blocks with round-half-up.
+        // Box halving (PIL resize with BOX): horizontal pass rounded to 8 bits, then vertical:
+        // (10+10)/2 = 10, (20+21)/2 = 20.5 -> 21, (10+21)/2 = 15.5 -> 16.
         let img = RGBImage(width: 4, height: 2, channels: 1, pixels: [0, 1, 10, 10, 2, 3, 20, 21])
-        XCTAssertEqual(img.resized(width: 2, height: 1, filter: .box).pixels, [2, 15])
+        XCTAssertEqual(img.resized(width: 2, height: 1, filter: .box).pixels, [2, 16])
         // Non-square: 90x60 at 16 halves once (45x30) and resizes to 24x16, then crops.
         XCTAssertEqual(ADMPreprocess.centerCrop(RGBImage(width: 90, height: 60, fill: 1), size: 16).width, 16)
         // Upscaling a small image works too.

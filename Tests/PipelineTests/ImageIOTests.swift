@@ -48,7 +48,7 @@ final class ImageIOTests: XCTestCase {
         var out: UnsafeMutablePointer<UInt8>?
         var size: UInt = 0
         let status = img.pixels.withUnsafeBufferPointer {
-            tjCompress2(handle, $0.baseAddress, 40, 0, 24, TJPF_RGB.rawValue, &out, &size, TJSAMP_444.rawValue, 95, 0)
+            tjCompress2(handle, $0.baseAddress, 40, 0, 24, Int32(TJPF_RGB.rawValue), &out, &size, Int32(TJSAMP_444.rawValue), 95, 0)
         }
         XCTAssertEqual(status, 0)
         let data = Data(bytes: out!, count: Int(size))

@@ -92,13 +92,13 @@ final class LatentCacheTests: XCTestCase {
         try w.append(latents: z, flipped: zf, labels: y, paths: p)
         w.close()
         let data = FileManager.default.contents(atPath: path + ".partial")!
-        FileManager.default.createFile(atPath: path + ".partial", contents: data.prefix(1500))
+        _ = FileManager.default.createFile(atPath: path + ".partial", contents: data.prefix(1500))
         let again = try LatentCacheWriter(path: path, metadata: metadata())
         guard case .restarted = again.start else { return XCTFail("expected a restart, got \(again.start)") }
         XCTAssertEqual(again.rowsDone, 0)
         again.close()
         // Garbage is treated the same way.
-        FileManager.default.createFile(atPath: path + ".partial", contents: Data(repeating: 0x42, count: 4096))
+        _ = FileManager.default.createFile(atPath: path + ".partial", contents: Data(repeating: 0x42, count: 4096))
         let third = try LatentCacheWriter(path: path, metadata: metadata())
         guard case .restarted = third.start else { return XCTFail("expected a restart") }
         third.close()
@@ -114,7 +114,7 @@ final class LatentCacheTests: XCTestCase {
         // Even renamed by hand, an unfinished cache is refused.
         try FileManager.default.moveItem(atPath: dir + "/c.h5.partial", toPath: dir + "/c.h5")
         XCTAssertThrowsError(try LatentCacheReader(path: dir + "/c.h5")) { e in XCTAssertTrue("\(e)".contains("incomplete"), "\(e)") }
-        FileManager.default.createFile(atPath: dir + "/x.h5", contents: Data("not hdf5".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/x.h5", contents: Data("not hdf5".utf8))
         XCTAssertThrowsError(try LatentCacheReader(path: dir + "/x.h5")) { e in XCTAssertTrue("\(e)".contains("not an HDF5"), "\(e)") }
     }
 
@@ -150,10 +150,10 @@ final class LatentCacheTests: XCTestCase {
             let loader = try LatentBatchLoader(reader: reader, batchSize: 3, rng: RandomGenerator(seed: seed))
             return try (0..<batches).map { _ in let b = try loader.next(); return (b.latents.scalars, b.labels) }
         }
-        let a = try run(1, batches: 7), b = try run(1, batches: 7), c = try run(2, batches: 7)
+        let a = try run(1, batches: 7), b = try run(1, batches: 7), other = try run(2, batches: 7)
         XCTAssertEqual(a.map(\.0), b.map(\.0))
         XCTAssertEqual(a.map(\.1), b.map(\.1))
-        XCTAssertNotEqual(a.map(\.0), c.map(\.0))
+        XCTAssertNotEqual(a.map(\.0), other.map(\.0))
         // Each epoch (3 batches of 3, last row dropped) visits distinct rows; values are normalized.
         var seen = Set<Int>()
         var flips = 0
