@@ -15,3 +15,9 @@ static inline unsigned h5f_acc_rdwr(void) { return H5F_ACC_RDWR; }
 static inline unsigned h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline hsize_t h5s_unlimited(void) { return H5S_UNLIMITED; }
 static inline void h5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+// File-side (little-endian, portable) types used by the latent cache.
+static inline hid_t h5_t_std_i64le(void) { return H5T_STD_I64LE; }
+static inline hid_t h5_t_ieee_f32le(void) { return H5T_IEEE_F32LE; }
+static inline hid_t h5_t_ieee_f64le(void) { return H5T_IEEE_F64LE; }
+static inline size_t h5t_variable(void) { return H5T_VARIABLE; }
+static inline hid_t h5p_file_create(void) { return H5P_FILE_CREATE; }

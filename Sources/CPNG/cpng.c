@@ -19,6 +19,9 @@ int cpng_decode_rgba(const unsigned char *data, size_t size, int *width, int *he
         return 1;
     }
     image.format = PNG_FORMAT_RGBA;
+    /* 16-bit samples are gamma-encoded like 8-bit ones (what PIL assumes): scale them to 8 bits
+       instead of letting libpng treat them as linear light and re-encode them as sRGB. */
+    image.flags |= PNG_IMAGE_FLAG_16BIT_sRGB;
     size_t bytes = PNG_IMAGE_SIZE(image);
     unsigned char *buffer = malloc(bytes);
     if (!buffer) { png_image_free(&image); set_msg(message, message_size, "out of memory"); return 2; }

@@ -1,0 +1,74 @@
+// zlib helpers: gzip/zlib inflation of whole files, deflate, and CRC-32.
+
+import CZlib
+import Foundation
+
+public enum Gzip {
+    /// Inflates gzip (or zlib) data completely. Throws if the stream is truncated or corrupt.
+    public static func inflate(_ input: Data, name: String = "data") throws -> Data {
+        var stream = z_stream()
+        // 15 window bits + 32: detect a gzip or zlib header automatically.
+        guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw PipelineError.corruptFile(path: name, reason: "zlib could not be initialized")
+        }
+        defer { inflateEnd(&stream) }
+        var output = Data()
+        let chunk = 1 << 20
+        var outBuffer = [UInt8](repeating: 0, count: chunk)
+        var status: Int32 = Z_OK
+        try input.withUnsafeBytes { (inPtr: UnsafeRawBufferPointer) in
+            stream.next_in = UnsafeMutablePointer(mutating: inPtr.bindMemory(to: Bytef.self).baseAddress)
+            stream.avail_in = uInt(input.count)
+            repeat {
+                try outBuffer.withUnsafeMutableBufferPointer { out in
+                    stream.next_out = out.baseAddress
+                    stream.avail_out = uInt(chunk)
+                    status = CZlib.inflate(&stream, Z_NO_FLUSH)
+                    if status != Z_OK && status != Z_STREAM_END {
+                        let detail = stream.msg.map { String(cString: $0) } ?? "code \(status)"
+                        throw PipelineError.corruptFile(path: name, reason: status == Z_BUF_ERROR
+                            ? "the compressed stream is truncated" : "the compressed stream is corrupt (\(detail))")
+                    }
+                    output.append(out.baseAddress!, count: chunk - Int(stream.avail_out))
+                }
+            } while status != Z_STREAM_END
+        }
+        return output
+    }
+
+    /// Reads and inflates a .gz file.
+    public static func inflateFile(_ path: String) throws -> Data {
+        guard FileManager.default.fileExists(atPath: path) else { throw PipelineError.missingFile(path) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw PipelineError.corruptFile(path: path, reason: "it cannot be read")
+        }
+        return try inflate(data, name: path)
+    }
+
+    /// zlib-format deflate (used to build PNG streams in tests and tools).
+    public static func deflate(_ input: [UInt8], level: Int32 = 6) -> [UInt8] {
+        var size = compressBound(uLong(input.count))
+        var out = [UInt8](repeating: 0, count: Int(size))
+        let status = compress2(&out, &size, input, uLong(input.count), level)
+        precondition(status == Z_OK, "zlib compress2 failed with code \(status)")
+        return Array(out[0..<Int(size)])
+    }
+}
+
+/// CRC-32 (the zip/PNG/gzip polynomial), continuable from a previous value.
+public func crc32(_ bytes: UnsafeRawBufferPointer, previous: UInt32 = 0) -> UInt32 {
+    var crc = uLong(previous)
+    var p = bytes.bindMemory(to: Bytef.self).baseAddress
+    var remaining = bytes.count
+    while remaining > 0 {
+        let n = min(remaining, Int(Int32.max))
+        crc = CZlib.crc32(crc, p, uInt(n))
+        p = p.map { $0 + n }
+        remaining -= n
+    }
+    return UInt32(crc)
+}
+
+public func crc32(_ bytes: [UInt8], previous: UInt32 = 0) -> UInt32 {
+    bytes.withUnsafeBytes { crc32($0, previous: previous) }
+}

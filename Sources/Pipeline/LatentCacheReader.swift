@@ -1,0 +1,222 @@
+// Reading a complete HDF5 latent cache: metadata, labels, rows by hyperslab selection (never
+// the whole file), and a seeded, resumable batch loader for SiT training.
+
+import CHDF5
+import Foundation
+import Tensor
+
+public final class LatentCacheReader {
+    public let path: String
+    public let metadata: LatentCacheMetadata
+    /// All labels (N), loaded at open (8 bytes per row).
+    public let labels: [Int]
+    public var count: Int { metadata.numImages }
+
+    private let file: hid_t
+    private let latents: hid_t
+    private let latentsFlip: hid_t
+    private let paths: hid_t
+
+    /// Opens a finished cache. Throws a clear error for a missing, foreign, or unfinished file.
+    public init(path: String) throws {
+        _ = H5.silenced
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: path) else {
+            if fm.fileExists(atPath: path + ".partial") {
+                throw PipelineError.cacheMismatch("The latent cache \(path) is not finished (only \(path).partial exists); rerun the caching command to resume it.")
+            }
+            throw PipelineError.missingFile(path)
+        }
+        guard H5Fis_hdf5(path) > 0 else {
+            throw PipelineError.corruptFile(path: path, reason: "it is not an HDF5 file")
+        }
+        let f = try H5.id(H5Fopen(path, h5f_acc_rdonly(), h5_p_default()), "open \(path)")
+        var opened: [hid_t] = []
+        do {
+            let meta = try LatentCacheMetadata.read(from: f, path: path)
+            let complete = H5.attributeExists(f, "complete") ? try H5.intAttribute(f, "complete") : 0
+            guard complete == 1 else {
+                throw PipelineError.cacheMismatch("The latent cache \(path) is incomplete (complete = \(complete)); rerun the caching command to finish it.")
+            }
+            for name in ["latents", "latents_flip", "paths", "labels"] {
+                opened.append(try H5.id(H5Dopen2(f, name, h5_p_default()), "open /\(name) in \(path)"))
+            }
+            // Check shapes against the attributes.
+            for (k, d) in opened.enumerated() {
+                let space = try H5.id(H5Dget_space(d), "get a dataspace")
+                defer { H5Sclose(space) }
+                let rank = Int(H5Sget_simple_extent_ndims(space))
+                var dims = [hsize_t](repeating: 0, count: max(rank, 1))
+                H5Sget_simple_extent_dims(space, &dims, nil)
+                let expected: [hsize_t] = k < 2
+                    ? [hsize_t(meta.numImages), hsize_t(meta.numTokens), hsize_t(meta.tokenDim)]
+                    : [hsize_t(meta.numImages)]
+                guard Array(dims.prefix(rank)) == expected else {
+                    throw PipelineError.corruptFile(path: path, reason: "dataset \(["latents", "latents_flip", "paths", "labels"][k]) has shape \(dims.prefix(rank)), expected \(expected)")
+                }
+            }
+            var y = [Int64](repeating: 0, count: meta.numImages)
+            try H5.check(H5Dread(opened[3], h5_t_native_int64(), h5_s_all(), h5_s_all(), h5_p_default(), &y),
+                         "read /labels of \(path)")
+            H5Dclose(opened.removeLast())
+            metadata = meta
+            labels = y.map { Int($0) }
+        } catch {
+            opened.forEach { H5Dclose($0) }
+            H5Fclose(f)
+            throw error
+        }
+        self.path = path
+        file = f
+        latents = opened[0]
+        latentsFlip = opened[1]
+        paths = opened[2]
+    }
+
+    deinit {
+        H5Dclose(latents); H5Dclose(latentsFlip); H5Dclose(paths)
+        H5Fclose(file)
+    }
+
+    /// Rows (any order, repeats allowed) as (B, L, C); `flipped[i]` picks /latents_flip for
+    /// row i; `normalize` applies (z - vq_mean) / vq_std.
+    public func read(rows: [Int], flipped: [Bool]? = nil, normalize: Bool = false) throws -> Tensor {
+        let l = metadata.numTokens, c = metadata.tokenDim, rowSize = l * c
+        let flips = flipped ?? [Bool](repeating: false, count: rows.count)
+        precondition(flips.count == rows.count, "one flip flag per row")
+        if let bad = rows.first(where: { $0 < 0 || $0 >= count }) {
+            throw PipelineError.invalidArgument("Row \(bad) is outside the latent cache (\(count) rows).")
+        }
+        let out = Tensor(uninitialized: [rows.count, l, c])
+        for (dataset, wantFlip) in [(latents, false), (latentsFlip, true)] {
+            let positions = rows.indices.filter { flips[$0] == wantFlip }
+            if positions.isEmpty { continue }
+            let unique = Array(Set(positions.map { rows[$0] })).sorted()
+            let buffer = try readSorted(dataset, rows: unique, rowSize: rowSize)
+            var slot: [Int: Int] = [:]
+            for (k, r) in unique.enumerated() { slot[r] = k }
+            for pos in positions {
+                let src = slot[rows[pos]]! * rowSize
+                buffer.withUnsafeBufferPointer { b in
+                    (out.pointer + pos * rowSize).update(from: b.baseAddress! + src, count: rowSize)
+                }
+            }
+        }
+        if normalize {
+            let mean = Float(metadata.vqMean), inv = Float(1 / metadata.vqStd)
+            let p = out.pointer
+            for i in 0..<out.count { p[i] = (p[i] - mean) * inv }
+        }
+        return out
+    }
+
+    private func readSorted(_ dataset: hid_t, rows: [Int], rowSize: Int) throws -> [Float] {
+        let l = hsize_t(metadata.numTokens), c = hsize_t(metadata.tokenDim)
+        let fileSpace = try H5.id(H5Dget_space(dataset), "get a dataspace")
+        defer { H5Sclose(fileSpace) }
+        try H5.selectRows(fileSpace, rows: rows, trailing: [l, c])
+        var memDims: [hsize_t] = [hsize_t(rows.count), l, c]
+        let memSpace = try H5.id(H5Screate_simple(3, &memDims, nil), "create a memory dataspace")
+        defer { H5Sclose(memSpace) }
+        var buffer = [Float](repeating: 0, count: rows.count * rowSize)
+        try H5.check(H5Dread(dataset, h5_t_native_float(), memSpace, fileSpace, h5_p_default(), &buffer),
+                     "read latents from \(path)")
+        return buffer
+    }
+
+    /// Source paths of some rows.
+    public func paths(rows: [Int]) throws -> [String] {
+        if rows.isEmpty { return [] }
+        let sorted = Array(Set(rows)).sorted()
+        let fileSpace = try H5.id(H5Dget_space(paths), "get a dataspace")
+        defer { H5Sclose(fileSpace) }
+        try H5.selectRows(fileSpace, rows: sorted, trailing: [])
+        var memDims: [hsize_t] = [hsize_t(sorted.count)]
+        let memSpace = try H5.id(H5Screate_simple(1, &memDims, nil), "create a memory dataspace")
+        defer { H5Sclose(memSpace) }
+        let t = try H5.stringType()
+        defer { H5Tclose(t) }
+        var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: sorted.count)
+        try H5.check(H5Dread(paths, t, memSpace, fileSpace, h5_p_default(), &pointers), "read /paths of \(path)")
+        let strings = pointers.map { $0.map { String(cString: $0) } ?? "" }
+        H5Dvlen_reclaim(t, memSpace, h5_p_default(), &pointers)
+        var byRow: [Int: String] = [:]
+        for (k, r) in sorted.enumerated() { byRow[r] = strings[k] }
+        return rows.map { byRow[$0]! }
+    }
+
+    /// Every row (N, L, C); for small caches.
+    public func readAll(flipped: Bool = false, normalize: Bool = false) throws -> Tensor {
+        try read(rows: Array(0..<count), flipped: [Bool](repeating: flipped, count: count), normalize: normalize)
+    }
+}
+
+/// Position of a `LatentBatchLoader` (saved with training state).
+public struct LatentLoaderPosition: Codable, Equatable, Sendable {
+    public var epoch: Int
+    /// Index of the next sample within the epoch's permutation.
+    public var index: Int
+    public init(epoch: Int = 0, index: Int = 0) { self.epoch = epoch; self.index = index }
+}
+
+/// Shuffled, normalized training batches from a latent cache. Epoch e uses a permutation and
+/// per-sample flip choices drawn from streams split off the seed generator, so a position
+/// fully determines the rest of the run.
+public final class LatentBatchLoader {
+    public let reader: LatentCacheReader
+    public let batchSize: Int
+    /// Pick /latents_flip with probability 1/2 (else always /latents).
+    public let randomFlip: Bool
+    /// Drop the last incomplete batch of each epoch (as the official DataLoader does).
+    public let dropLast: Bool
+    public var position: LatentLoaderPosition
+    private let base: RandomGenerator
+    private var cachedEpoch = -1
+    private var order: [Int] = []
+    private var flips: [Bool] = []
+
+    public init(reader: LatentCacheReader, batchSize: Int, rng: RandomGenerator, randomFlip: Bool = true,
+                dropLast: Bool = true, position: LatentLoaderPosition = LatentLoaderPosition()) throws {
+        guard batchSize > 0 else { throw PipelineError.invalidArgument("The batch size must be positive.") }
+        if dropLast && batchSize > reader.count {
+            throw PipelineError.invalidArgument("The batch size \(batchSize) exceeds the \(reader.count) rows of the latent cache.")
+        }
+        self.reader = reader
+        self.batchSize = batchSize
+        self.randomFlip = randomFlip
+        self.dropLast = dropLast
+        self.base = rng
+        self.position = position
+    }
+
+    public var batchesPerEpoch: Int {
+        dropLast ? reader.count / batchSize : (reader.count + batchSize - 1) / batchSize
+    }
+
+    private func prepare(epoch: Int) {
+        guard epoch != cachedEpoch else { return }
+        var permRng = base.split(UInt64(2 * epoch))
+        var flipRng = base.split(UInt64(2 * epoch + 1))
+        var perm = Array(0..<reader.count)
+        permRng.shuffle(&perm)
+        order = perm
+        flips = (0..<reader.count).map { _ in randomFlip && flipRng.nextUInt32() & 1 == 1 }
+        cachedEpoch = epoch
+    }
+
+    /// The next batch: normalized latents (B, L, C) and labels.
+    public func next() throws -> (latents: Tensor, labels: [Int]) {
+        let n = reader.count
+        let remaining = n - position.index
+        if remaining <= 0 || (dropLast && remaining < batchSize) {
+            position = LatentLoaderPosition(epoch: position.epoch + 1, index: 0)
+        }
+        prepare(epoch: position.epoch)
+        let end = min(position.index + batchSize, n)
+        let rows = Array(order[position.index..<end])
+        let f = Array(flips[position.index..<end])
+        position.index = end
+        let z = try reader.read(rows: rows, flipped: f, normalize: true)
+        return (z, rows.map { reader.labels[$0] })
+    }
+}

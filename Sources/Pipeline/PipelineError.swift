@@ -1,0 +1,44 @@
+// Errors of the data and file-format layer. Each case reads as one clear sentence.
+
+import Foundation
+
+public enum PipelineError: Error, CustomStringConvertible, Equatable {
+    /// A file or folder that should exist does not.
+    case missingFile(String)
+    /// A file exists but its content is not what the format requires.
+    case corruptFile(path: String, reason: String)
+    /// An image could not be decoded.
+    case imageDecode(String)
+    /// A file could not be written.
+    case writeFailed(path: String, reason: String)
+    /// A dataset folder is unusable (no classes, an empty class, ...).
+    case dataset(String)
+    /// An HDF5 call failed.
+    case hdf5(String)
+    /// A latent cache does not match what the caller expects.
+    case cacheMismatch(String)
+    /// The caller passed something inconsistent.
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case .missingFile(let p): return "The file or folder \(p) does not exist."
+        case .corruptFile(let p, let r): return "The file \(p) is not usable: \(r)."
+        case .imageDecode(let m): return m
+        case .writeFailed(let p, let r): return "Could not write \(p): \(r)."
+        case .dataset(let m): return m
+        case .hdf5(let m): return m
+        case .cacheMismatch(let m): return m
+        case .invalidArgument(let m): return m
+        }
+    }
+}
+
+extension PipelineError: LocalizedError {
+    public var errorDescription: String? { description }
+}
+
+/// Prints a one-line warning to standard error.
+func warn(_ message: String) {
+    FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
+}
