@@ -1,0 +1,129 @@
+// A training run's folder: the latest checkpoint (written atomically), the JSONL metrics log and
+// the loss-curve plot.
+//
+//   <run>/checkpoint/config.json          official config (of the EMA model)
+//   <run>/checkpoint/model.safetensors    EMA weights under the official keys: what users load
+//   <run>/checkpoint/train-model.safetensors   raw (non-EMA) weights
+//   <run>/checkpoint/optimizer.safetensors     AdamW moments and step
+//   <run>/checkpoint/state.json                step, RNG state, data position, options
+//   <run>/log.jsonl, <run>/loss.png
+//
+// A checkpoint is written into checkpoint.tmp, flushed, then swapped in by renames; if a crash
+// leaves only checkpoint.old, that one is used.
+
+import Foundation
+import Tensor
+
+public struct RunFolder {
+    public let root: String
+    public var checkpoint: String { root + "/checkpoint" }
+    public var logPath: String { root + "/log.jsonl" }
+    public var plotPath: String { root + "/loss.png" }
+    private var tmp: String { root + "/checkpoint.tmp" }
+    private var old: String { root + "/checkpoint.old" }
+
+    public init(_ root: String) { self.root = (root as NSString).standardizingPath }
+
+    /// The folder holding the latest complete checkpoint, if any.
+    public var latestCheckpoint: String? {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: checkpoint + "/state.json") { return checkpoint }
+        if fm.fileExists(atPath: old + "/state.json") { return old }
+        return nil
+    }
+
+    public func create() throws {
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    }
+
+    /// Writes a checkpoint with `write(folder)` into a temporary folder, then swaps it in.
+    public func saveCheckpoint(_ write: (String) throws -> Void) throws {
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: tmp)
+        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        try write(tmp)
+        syncDirectory(tmp)
+        try? fm.removeItem(atPath: old)
+        if fm.fileExists(atPath: checkpoint) { try fm.moveItem(atPath: checkpoint, toPath: old) }
+        try fm.moveItem(atPath: tmp, toPath: checkpoint)
+        syncDirectory(root)
+        try? fm.removeItem(atPath: old)
+    }
+
+    /// Appends one JSON object per line (flushed, so a killed run keeps its log).
+    public func appendLog(_ record: [String: Any]) throws {
+        let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: logPath) else { throw CheckpointError.io(logPath, "cannot open the log") }
+        defer { try? h.close() }
+        h.seekToEndOfFile()
+        h.write(data + Data("\n".utf8))
+    }
+
+    /// Drops log lines beyond `step` (after resuming from an earlier checkpoint).
+    public func truncateLog(after step: Int) {
+        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = obj["step"] as? Int else { return true }
+            return s <= step
+        }
+        try? atomicWrite(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: logPath)
+    }
+
+    /// (step, value) pairs of a numeric field of the log.
+    public func logSeries(_ field: String) -> [(Double, Double)] {
+        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = obj["step"] as? Int, let v = (obj[field] as? NSNumber)?.doubleValue else { return nil }
+            return (Double(s), v)
+        }
+    }
+
+    /// Draws the loss curve of the log (raw values and a moving average).
+    public func plotLoss(title: String, field: String = "loss") throws {
+        let series = logSeries(field)
+        guard series.count >= 2 else { return }
+        let window = max(1, series.count / 50)
+        var smooth: [(Double, Double)] = []
+        var acc = 0.0
+        for (i, p) in series.enumerated() {
+            acc += p.1
+            if i >= window { acc -= series[i - window].1 }
+            if i >= window - 1 { smooth.append((p.0, acc / Double(window))) }
+        }
+        let plot = LinePlot(title: title, xLabel: "step", yLabel: field, series: [
+            .init(name: field, x: series.map(\.0), y: series.map(\.1)),
+            .init(name: "moving average (\(window))", x: smooth.map(\.0), y: smooth.map(\.1)),
+        ], logY: series.allSatisfy { $0.1 > 0 })
+        try plot.writePNG(path: plotPath)
+    }
+}
+
+func syncDirectory(_ path: String) {
+    let fd = open(path, O_RDONLY)
+    if fd >= 0 { fsync(fd); close(fd) }
+}
+
+/// Reads a JSON object file.
+func readJSONObject(_ path: String) throws -> [String: Any] {
+    guard let data = FileManager.default.contents(atPath: path),
+          let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw CheckpointError.io(path, "not a readable JSON object")
+    }
+    return obj
+}
+
+func writeJSONObject(_ obj: [String: Any], to path: String) throws {
+    try atomicWrite(JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), to: path)
+}
+
+/// Codable value to a JSON-compatible object.
+func jsonObject<T: Encodable>(_ value: T) throws -> Any {
+    try JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
+}
+
+func decodeJSONObject<T: Decodable>(_ type: T.Type, _ obj: Any) throws -> T {
+    try JSONDecoder().decode(type, from: JSONSerialization.data(withJSONObject: obj, options: [.fragmentsAllowed]))
+}
