@@ -62,3 +62,26 @@ final class ArtifactTests: XCTestCase {
         try writer.finish()
     }
 }
+
+/// A long cache write to be killed with `kill -9` from outside and rerun (manual crash check):
+/// PIPELINE_KILL_TARGET=<file.h5> swift test --filter KillTargetTests; rerunning resumes.
+final class KillTargetTests: XCTestCase {
+    func testWriteSlowly() throws {
+        guard let path = ProcessInfo.processInfo.environment["PIPELINE_KILL_TARGET"] else {
+            throw XCTSkip("set PIPELINE_KILL_TARGET=<file.h5> for the manual kill -9 check")
+        }
+        let n = 4000, l = 64, c = 32
+        let meta = LatentCacheMetadata(tokenizerName: "kill-test", tokenizerSHA256: "0", vqMean: 0, vqStd: 1, imageSize: 32,
+                                       numTokens: l, tokenDim: c, numImages: n, preprocessing: "none", dataset: "synthetic")
+        let w = try LatentCacheWriter(path: path, metadata: meta, deflateLevel: 1)
+        print("start: \(w.start)")
+        while w.rowsDone < n {
+            let r0 = w.rowsDone, b = min(16, n - r0)
+            let z = Tensor((0..<(b * l * c)).map { Float((r0 + $0 / (l * c)) * 1000 + $0 % (l * c)) }, shape: [b, l, c])
+            try w.append(latents: z, flipped: z, labels: Array(r0..<r0 + b), paths: (r0..<r0 + b).map { "row\($0)" })
+            usleep(2000)
+        }
+        try w.finish()
+        print("finished")
+    }
+}
