@@ -25,6 +25,21 @@ func niceTicks(_ lo: Double, _ hi: Double, count: Int = 5) -> [Double] {
     return ticks
 }
 
+/// Ticks for a log10 axis spanning [lo, hi] (in log10 units): 1-2-5 per decade, or whole
+/// decades when that is too many, or plain ticks when the range is under one step.
+func logTicks(_ lo: Double, _ hi: Double) -> [Double] {
+    guard hi > lo, lo.isFinite, hi.isFinite else { return [lo] }
+    let decades = Int(floor(lo))...Int(ceil(hi))
+    for mantissas in [[1.0, 2, 5], [1.0]] {
+        let t = decades.flatMap { d in mantissas.map { log10($0) + Double(d) } }.filter { $0 >= lo && $0 <= hi }
+        if t.count >= 2 && t.count <= 8 { return t }
+        if t.count > 8 { continue }
+        return niceTicks(lo, hi)
+    }
+    let step = max(1, Int(ceil(Double(decades.count) / 8)))
+    return decades.filter { $0 % step == 0 }.map(Double.init).filter { $0 >= lo && $0 <= hi }
+}
+
 /// Short tick text ("0.25", "1.5k", "2e-05").
 func tickLabel(_ v: Double) -> String {
     let a = abs(v)
@@ -93,7 +108,7 @@ public struct LinePlot {
             let s = tickLabel(t)
             canvas.text(s, x: x - BitmapFont.width(s) / 2, y: m.top + plotH + 6)
         }
-        for t in niceTicks(y0, y1) {
+        for t in logY ? logTicks(y0, y1) : niceTicks(y0, y1) {
             let y = py(t)
             canvas.line(m.left - 3, y, m.left - 1, y, (0, 0, 0))
             for gx in stride(from: m.left + 1, to: m.left + plotW, by: 4) { canvas.set(gx, y, (220, 220, 220)) }

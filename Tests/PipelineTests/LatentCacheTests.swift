@@ -83,6 +83,26 @@ final class LatentCacheTests: XCTestCase {
         XCTAssertEqual(try a.paths(rows: Array(0..<n)), try b.paths(rows: Array(0..<n)))
     }
 
+    /// The on-disk state while the writer is still open (as `kill -9` would leave it) resumes.
+    func testResumeFromSnapshotOfOpenFile() throws {
+        let dir = makeTempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/cache.h5"
+        var w: LatentCacheWriter? = try LatentCacheWriter(path: path, metadata: metadata(), chunkRows: 4)
+        for start in stride(from: 0, to: 6, by: 3) {
+            let (z, zf, y, p) = rows(start..<start + 3)
+            try w!.append(latents: z, flipped: zf, labels: y, paths: p)
+        }
+        try FileManager.default.copyItem(atPath: path + ".partial", toPath: dir + "/snapshot")
+        w = nil
+        try FileManager.default.removeItem(atPath: path + ".partial")
+        try FileManager.default.moveItem(atPath: dir + "/snapshot", toPath: path + ".partial")
+        let resumed = try LatentCacheWriter(path: path, metadata: metadata(), chunkRows: 4)
+        XCTAssertEqual(resumed.start, .resumed(rowsDone: 6))
+        resumed.close()
+        try writeAll(path)
+        XCTAssertEqual(try LatentCacheReader(path: path).readAll().scalars, rows(0..<n).0.scalars)
+    }
+
     func testUnreadablePartialStartsOver() throws {
         let dir = makeTempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/cache.h5"
