@@ -34,9 +34,12 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
     public var numImages: Int
     public var preprocessing: String
     public var dataset: String
+    /// Class names by label index (attribute `class_names`, a JSON array; empty if unknown).
+    public var classNames: [String]
 
     public init(tokenizerName: String, tokenizerSHA256: String, vqMean: Double, vqStd: Double, imageSize: Int,
-                numTokens: Int, tokenDim: Int, numImages: Int, preprocessing: String, dataset: String) {
+                numTokens: Int, tokenDim: Int, numImages: Int, preprocessing: String, dataset: String,
+                classNames: [String] = []) {
         self.tokenizerName = tokenizerName
         self.tokenizerSHA256 = tokenizerSHA256
         self.vqMean = vqMean
@@ -47,6 +50,7 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
         self.numImages = numImages
         self.preprocessing = preprocessing
         self.dataset = dataset
+        self.classNames = classNames
     }
 
     func write(to file: hid_t) throws {
@@ -62,6 +66,8 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
         try H5.setAttribute(file, "num_images", int: numImages)
         try H5.setAttribute(file, "preprocessing", string: preprocessing)
         try H5.setAttribute(file, "dataset", string: dataset)
+        let names = String(data: try JSONSerialization.data(withJSONObject: classNames), encoding: .utf8) ?? "[]"
+        try H5.setAttribute(file, "class_names", string: names)
     }
 
     /// Reads and checks the format attributes of an open cache file.
@@ -84,7 +90,10 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
             tokenDim: try H5.intAttribute(file, "token_dim"),
             numImages: try H5.intAttribute(file, "num_images"),
             preprocessing: try H5.stringAttribute(file, "preprocessing"),
-            dataset: try H5.stringAttribute(file, "dataset"))
+            dataset: try H5.stringAttribute(file, "dataset"),
+            classNames: H5.attributeExists(file, "class_names")
+                ? ((try? JSONSerialization.jsonObject(with: Data(try H5.stringAttribute(file, "class_names").utf8))) as? [String] ?? [])
+                : [])
     }
 
     /// The first difference from `other`, as a phrase, or nil if they match.
@@ -204,7 +213,10 @@ public final class LatentCacheWriter {
 
         func makeDataset(_ name: String, type: hid_t, dims: [hsize_t], chunk: [hsize_t]) throws -> hid_t {
             var d = dims
-            let space = try H5.id(H5Screate_simple(Int32(d.count), &d, nil), "create the dataspace of /\(name)")
+            // Extendible along N so that a run that skipped unreadable images can shrink to size.
+            var maxd = dims
+            maxd[0] = h5s_unlimited()
+            let space = try H5.id(H5Screate_simple(Int32(d.count), &d, &maxd), "create the dataspace of /\(name)")
             defer { H5Sclose(space) }
             let dcpl = try H5.id(H5Pcreate(h5_p_dataset_create()), "create a dataset property list")
             defer { H5Pclose(dcpl) }
@@ -269,10 +281,39 @@ public final class LatentCacheWriter {
                      "write rows \(rows.first!)...\(rows.last!) of \(partialPath) (disk full?)")
     }
 
-    /// Marks the cache complete and moves it to its final name. Every row must be written.
-    public func finish() throws {
-        guard rowsDone == metadata.numImages else {
-            throw PipelineError.invalidArgument("The latent cache has \(rowsDone) of \(metadata.numImages) rows; it cannot be finished yet.")
+    /// The source path of the last written row (to find where a resumed job continues).
+    public func lastPath() throws -> String {
+        guard rowsDone > 0 else { throw PipelineError.invalidArgument("The latent cache has no rows yet.") }
+        let fileSpace = try H5.id(H5Dget_space(paths), "get a dataspace")
+        defer { H5Sclose(fileSpace) }
+        try H5.selectRows(fileSpace, rows: [rowsDone - 1], trailing: [])
+        var one: [hsize_t] = [1]
+        let memSpace = try H5.id(H5Screate_simple(1, &one, nil), "create a memory dataspace")
+        defer { H5Sclose(memSpace) }
+        let stringType = try H5.stringType()
+        defer { H5Tclose(stringType) }
+        var out: [UnsafeMutablePointer<CChar>?] = [nil]
+        try H5.check(H5Dread(paths, stringType, memSpace, fileSpace, h5_p_default(), &out), "read /paths of \(partialPath)")
+        defer { H5Dvlen_reclaim(stringType, memSpace, h5_p_default(), &out) }
+        return out[0].map { String(cString: $0) } ?? ""
+    }
+
+    /// Marks the cache complete and moves it to its final name. Every planned row must be
+    /// written, unless `allowFewer` (unreadable source images were skipped): then the datasets
+    /// shrink to the rows written and `num_images` says so.
+    public func finish(allowFewer: Bool = false) throws {
+        if allowFewer && rowsDone < metadata.numImages && rowsDone > 0 {
+            for (d, trailing) in [(latents, [hsize_t(metadata.numTokens), hsize_t(metadata.tokenDim)]),
+                                  (latentsFlip, [hsize_t(metadata.numTokens), hsize_t(metadata.tokenDim)]),
+                                  (labels, []), (paths, [])] {
+                var dims = [hsize_t(rowsDone)] + trailing
+                try H5.check(H5Dset_extent(d, &dims), "shrink \(partialPath)")
+            }
+            try H5.setAttribute(file, "num_images", int: rowsDone)
+        } else {
+            guard rowsDone == metadata.numImages else {
+                throw PipelineError.invalidArgument("The latent cache has \(rowsDone) of \(metadata.numImages) rows; it cannot be finished yet.")
+            }
         }
         try H5.setAttribute(file, "complete", int: 1)
         try H5.check(H5Fflush(file, H5F_SCOPE_LOCAL), "flush \(partialPath)")

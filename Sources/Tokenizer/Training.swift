@@ -178,7 +178,9 @@ public final class TokenizerTrainer {
     /// Called after backward and before clipping (e.g. to step a second optimiser of a
     /// discriminator that owns other parameters).
     public var afterBackward: ((TokenizerForward) throws -> Void)?
-    public private(set) var step = 0
+    public internal(set) var step = 0
+    /// Codebook usage of the last step's batch (for logging).
+    public internal(set) var lastUsage: QuantizerStats?
 
     public init(model: SoftVQModel, lr: Float = 1e-4, betas: (Float, Float) = (0.9, 0.95), weightDecay: Float = 1e-4,
                 schedule: LRSchedule? = nil, maxGradNorm: Float = 1.0, ema emaDecay: Float? = 0.999,
@@ -249,6 +251,7 @@ public final class TokenizerTrainer {
         total.backward()
         try afterBackward?(fwd)
         model.quantizer.recordUsage(fwd.quantized)
+        lastUsage = model.quantizer.stats(fwd.quantized)
         stats.gradNorm = clipGradNorm(optimizer.parameters, maxNorm: maxGradNorm)
         optimizer.lr = schedule.lr(at: step)
         Autograd.noGrad { optimizer.update() }

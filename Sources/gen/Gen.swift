@@ -17,7 +17,7 @@ struct Gen: ParsableCommand {
           gen train --cache runs/latents.h5 --tokenizer runs/tok --out runs/sit
           gen sample --sit runs/sit --tokenizer runs/tok --out runs/samples
         """,
-        subcommands: [Bench.self]
+        subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Bench.self]
     )
 }
 
@@ -35,4 +35,18 @@ struct ComputeOptions: ParsableArguments {
 struct UserError: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }
+}
+
+/// Runs a job; any error reaches the user as one sentence ("error: ...") and exit code 1.
+func userFacing(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        var text = "\(error)"
+        if let e = error as? LocalizedError, let d = e.errorDescription { text = d }
+        FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+        throw ExitCode.failure
+    }
 }

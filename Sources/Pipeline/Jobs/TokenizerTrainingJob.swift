@@ -25,8 +25,30 @@ public struct TokenizerTrainingOptions: Codable, Equatable, Sendable {
     public var limit: Int? = nil
     public var saveEvery: Int = 500
     public var logEvery: Int = 25
+    /// Overrides of the preset (both ViTs): width, depth, heads; latent tokens and codebooks.
+    public var width: Int? = nil
+    public var depth: Int? = nil
+    public var heads: Int? = nil
+    public var tokens: Int? = nil
+    public var codebooks: Int? = nil
+    public var codebookSize: Int? = nil
+    public var codebookDim: Int? = nil
 
     public init() {}
+
+    /// The preset with the overrides applied.
+    public func config() throws -> TokenizerConfig {
+        var c = try TokenizerConfig.preset(preset)
+        if let width { c.encEmbedDim = width; c.decEmbedDim = width }
+        if let depth { c.encDepth = depth; c.decDepth = depth }
+        if let heads { c.encNumHeads = heads; c.decNumHeads = heads }
+        if let tokens { c.numLatentTokens = tokens }
+        if let codebooks { c.numCodebooks = codebooks }
+        if let codebookSize { c.codebookSize = codebookSize }
+        if let codebookDim { c.codebookEmbedDim = codebookDim }
+        try c.validate()
+        return c
+    }
 }
 
 public final class TokenizerTrainingJob {
@@ -59,7 +81,7 @@ public final class TokenizerTrainingJob {
         }
         self.options = options
         try run.create()
-        let config = try TokenizerConfig.preset(options.preset)
+        let config = try options.config()
         dataset = try ImageDataset.open(options.dataset, size: config.imageSize)
         count = min(dataset.count, options.limit ?? .max)
         guard count >= options.batchSize else {
@@ -98,8 +120,15 @@ public final class TokenizerTrainingJob {
 
     public func saveCheckpoint() throws {
         let step = trainer.step
+        let saved = trainer.ema ?? trainer.model
+        let (mean, std) = try latentStatistics(saved)
         try run.saveCheckpoint { dir in
-            try (trainer.ema ?? trainer.model).save(folder: dir)
+            try saved.save(folder: dir)
+            // The latent normalization SiT will use, measured on a fixed sample of the data.
+            var config = saved.config
+            config.vqMean = mean
+            config.vqStd = std
+            try atomicWrite(try config.jsonData(), to: dir + "/config.json")
             try trainer.model.save(to: dir + "/train-model.safetensors")
             try trainer.optimizer.save(to: dir + "/optimizer.safetensors")
             let epoch = step / stepsPerEpoch
@@ -112,6 +141,23 @@ public final class TokenizerTrainingJob {
                 "rng": ["seed": options.seed, "stream": 2_000_000 + step],
             ], to: dir + "/state.json")
         }
+    }
+
+    /// Mean and standard deviation of z_q over (up to) 1024 evenly spaced training images.
+    func latentStatistics(_ model: SoftVQModel) throws -> (Double, Double) {
+        let n = min(count, 1024)
+        let indices = (0..<n).map { $0 * count / n }
+        var sum = 0.0, sumSq = 0.0, k = 0.0
+        try Autograd.noGrad {
+            for start in stride(from: 0, to: n, by: 128) {
+                let (images, _) = try dataset.batch(Array(indices[start..<min(n, start + 128)]))
+                let z = try model.latents(images)
+                for i in 0..<z.count { let v = Double(z.pointer[i]); sum += v; sumSq += v * v }
+                k += Double(z.count)
+            }
+        }
+        let mean = sum / k
+        return (mean, max(1e-6, (sumSq / k - mean * mean).squareRoot()))
     }
 
     /// Trains until `options.steps`, checkpointing every `saveEvery` steps and at the end.
@@ -142,13 +188,16 @@ public final class TokenizerTrainingJob {
                 window.removeAll()
                 let elapsed = now() - t0
                 let usage = trainer.lastUsage
-                try run.appendLog([
-                    "step": done, "loss": Double(stats.total), "reconstruction": Double(mse),
-                    "psnr": psnr(mse: Double(mse), range: 2), "entropy": Double(stats.entropy),
-                    "grad_norm": Double(stats.gradNorm), "lr": Double(trainer.optimizer.lr),
-                    "codebook_perplexity": usage?.perplexity ?? 0, "codebook_batch_usage": usage?.batchUsage ?? 0,
-                    "images_per_s": Double((done - start) * options.batchSize) / elapsed, "elapsed_s": elapsed,
-                ])
+                var record: [String: Any] = ["step": done, "loss": Double(stats.total), "reconstruction": Double(mse)]
+                record["psnr"] = psnr(mse: Double(mse), range: 2)
+                record["entropy"] = Double(stats.entropy)
+                record["grad_norm"] = Double(stats.gradNorm)
+                record["lr"] = Double(trainer.optimizer.lr)
+                record["codebook_perplexity"] = usage?.perplexity ?? 0
+                record["codebook_batch_usage"] = usage?.batchUsage ?? 0
+                record["images_per_s"] = Double((done - start) * options.batchSize) / elapsed
+                record["elapsed_s"] = elapsed
+                try run.appendLog(record)
             }
             bar.update(fields: [("loss", String(format: "%.4f", stats.total)),
                                 ("psnr", String(format: "%.1f", psnr(mse: Double(stats.reconstruction), range: 2)))])
