@@ -1,0 +1,267 @@
+// `gen sample`: class-conditional generation. SiT integrates noise to latents with the chosen
+// sampler (Sources/Sampler), the tokenizer decodes them, and the images are written as PNGs
+// (each with a `parameters` tEXt chunk that reproduces it), a labelled grid, and optionally an
+// ADM-evaluator .npz and an HDF5 file of the latents.
+//
+// Reproducibility: image i of a run with seed s uses seed s + i for its own noise, and the
+// model is evaluated image by image (its conditional and unconditional rows together), so an
+// image regenerated alone from its printed seed is bit-identical to its copy in the batch.
+
+import CHDF5
+import Foundation
+import Sampler
+import SiT
+import Tensor
+import Tokenizer
+
+public struct GenerationOptions: Codable, Equatable, Sendable {
+    public var sit: String
+    public var tokenizer: String
+    /// Class labels to generate (indices into the class list).
+    public var classes: [Int] = []
+    public var perClass: Int = 8
+    public var seed: UInt64 = 0
+    public var method: SamplerMethod = .euler
+    public var steps: Int = 50
+    public var cfgScale: Double = 1.0
+    public var guidanceLow: Double = 0
+    public var guidanceHigh: Double = 1
+    public var batchSize: Int = 16
+
+    public init(sit: String, tokenizer: String) {
+        self.sit = sit
+        self.tokenizer = tokenizer
+    }
+}
+
+/// Loaded models plus what generation needs to know about them.
+public final class GenerationModels {
+    public let sit: SiT
+    public let tokenizer: SoftVQModel
+    public let classNames: [String]
+    public let sitPath: String
+    public let tokenizerPath: String
+
+    public init(sit sitPath: String, tokenizer tokenizerPath: String, log: (String) -> Void = { _ in }) throws {
+        self.sitPath = sitPath
+        self.tokenizerPath = tokenizerPath
+        sit = try SiT.load(folder: sitPath)
+        tokenizer = try SoftVQModel.load(folder: tokenizerPath, log: log)
+        let c = sit.config
+        guard c.vae1D, c.inputSize == tokenizer.numLatentTokens, c.inChannels == tokenizer.latentDim else {
+            throw PipelineError.cacheMismatch("The SiT in \(sitPath) generates \(c.inputSize) x \(c.inChannels) latents but the tokenizer in \(tokenizerPath) decodes \(tokenizer.numLatentTokens) x \(tokenizer.latentDim).")
+        }
+        if case let .string(sha)? = c.extra["tokenizer_sha256"],
+           let id = try? TokenizerIdentity(folder: tokenizerPath), id.sha256 != sha {
+            FileHandle.standardError.write(Data("warning: the SiT was trained on latents of another tokenizer (weights \(sha.prefix(12))…, given \(id.sha256.prefix(12))…)\n".utf8))
+        }
+        if case let .array(names)? = c.extra["class_names"], names.count == c.numClasses {
+            classNames = names.map { if case let .string(s) = $0 { return s } else { return "?" } }
+        } else {
+            classNames = (0..<c.numClasses).map { "class \($0)" }
+        }
+    }
+
+    /// Resolves a class given by index or (case-insensitive) name.
+    public func classIndex(_ spec: String) throws -> Int {
+        if let i = Int(spec) {
+            guard i >= 0 && i < sit.config.numClasses else {
+                throw PipelineError.invalidArgument("Class \(i) is outside 0..<\(sit.config.numClasses).")
+            }
+            return i
+        }
+        if let i = classNames.firstIndex(where: { $0.lowercased() == spec.lowercased() }) { return i }
+        throw PipelineError.invalidArgument("Unknown class '\(spec)'; known: \(classNames.joined(separator: ", ")).")
+    }
+
+    /// Velocity field for the sampler: the SiT in inference, evaluated one image at a time (its
+    /// conditional and unconditional rows together) so results do not depend on the batch.
+    /// `images` is the number of images in the run: the sampler passes them once (B rows) or,
+    /// on guided steps, as conditional then unconditional rows (2B).
+    public func velocity(images: Int) -> VelocityField {
+        let sit = self.sit
+        return { x, t, labels in
+            try Autograd.noGrad {
+                let b = labels.count
+                let group = b / images             // rows per image: 1, or 2 (cond, uncond)
+                let per = x.count / b
+                let out = Tensor(uninitialized: x.shape)
+                for i in 0..<images {
+                    let rows = (0..<group).map { $0 * images + i }
+                    let xi = Tensor(uninitialized: [rows.count] + Array(x.shape.dropFirst()))
+                    for (k, r) in rows.enumerated() { (xi.pointer + k * per).update(from: x.pointer + r * per, count: per) }
+                    let v = try sit(xi, t: rows.map { t[$0] }, y: rows.map { labels[$0] })
+                    for (k, r) in rows.enumerated() { (out.pointer + r * per).update(from: v.pointer + k * per, count: per) }
+                }
+                return out
+            }
+        }
+    }
+}
+
+public struct GeneratedImage {
+    public let index: Int
+    public let label: Int
+    public let seed: UInt64
+    public let image: RGBImage
+    /// Raw latent z_q (tokens, channels), after de-normalization.
+    public let latent: [Float]
+}
+
+public enum GenerationJob {
+    public static func samplerOptions(_ o: GenerationOptions, numClasses: Int) -> SamplerOptions {
+        let guidance = o.cfgScale == 1 ? nil : Guidance(scale: o.cfgScale, low: o.guidanceLow, high: o.guidanceHigh, nullLabel: numClasses)
+        return SamplerOptions(method: o.method, steps: o.steps, guidance: guidance)
+    }
+
+    /// Generates images for `items` (label, seed) in batches; `progress` sees each sampler step.
+    public static func generate(_ models: GenerationModels, _ o: GenerationOptions, items: [(label: Int, seed: UInt64)],
+                                progress: (Int) -> Void = { _ in }) throws -> [GeneratedImage] {
+        let sit = models.sit, tok = models.tokenizer
+        let options = samplerOptions(o, numClasses: sit.config.numClasses)
+        let shape = [sit.config.inputSize, sit.config.inChannels]
+        var out: [GeneratedImage] = []
+        for start in stride(from: 0, to: items.count, by: max(1, o.batchSize)) {
+            let batch = Array(items[start..<min(items.count, start + max(1, o.batchSize))])
+            let run = try SamplingRun(velocity: models.velocity(images: batch.count), options: options, shape: [batch.count] + shape,
+                                      labels: batch.map(\.label), generators: batch.map { RandomGenerator(seed: $0.seed) })
+            while try run.nextStep() != nil { progress(batch.count) }
+            let z = tok.denormalizeLatents(run.result)                       // (B, L, C)
+            try checkFinite(z, "sampled latents")
+            let per = z.count / batch.count
+            for (k, item) in batch.enumerated() {
+                // Decoded one at a time, like the sampler's model calls, for batch independence.
+                let zi = Tensor(uninitialized: [1] + shape)
+                zi.pointer.update(from: z.pointer + k * per, count: per)
+                let img = try Autograd.noGrad { try tok.decode(zi) }
+                out.append(GeneratedImage(index: start + k, label: item.label, seed: item.seed,
+                                          image: ImageGrid.image(fromTensor: img[0]),
+                                          latent: Array(UnsafeBufferPointer(start: zi.pointer, count: per))))
+            }
+        }
+        return out
+    }
+
+    /// The `parameters` text of one image: what reproduces it.
+    public static func parameters(_ o: GenerationOptions, _ img: GeneratedImage, className: String) -> String {
+        let obj: [String: Any] = [
+            "sit": o.sit, "tokenizer": o.tokenizer, "class": img.label, "class_name": className,
+            "seed": img.seed, "sampler": o.method.rawValue, "steps": o.steps, "cfg_scale": o.cfgScale,
+            "guidance_interval": [o.guidanceLow, o.guidanceHigh],
+            "command": "gen sample --sit \(o.sit) --tokenizer \(o.tokenizer) --classes \(img.label) --per-class 1 --seed \(img.seed) --sampler \(o.method.rawValue) --steps \(o.steps) --cfg \(o.cfgScale) --guidance-low \(o.guidanceLow) --guidance-high \(o.guidanceHigh)",
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
+        return String(data: data, encoding: .utf8) ?? ""
+    }
+
+    /// Options that regenerate the image whose PNG `parameters` chunk is `text`.
+    public static func options(fromParameters text: String) throws -> (GenerationOptions, label: Int, seed: UInt64) {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+              let sit = obj["sit"] as? String, let tok = obj["tokenizer"] as? String,
+              let label = obj["class"] as? Int, let seed = (obj["seed"] as? NSNumber)?.uint64Value,
+              let sampler = (obj["sampler"] as? String).flatMap(SamplerMethod.init(rawValue:)),
+              let steps = obj["steps"] as? Int, let cfg = (obj["cfg_scale"] as? NSNumber)?.doubleValue,
+              let interval = obj["guidance_interval"] as? [Double], interval.count == 2 else {
+            throw PipelineError.invalidArgument("The PNG's parameters chunk is not one written by gen sample.")
+        }
+        var o = GenerationOptions(sit: sit, tokenizer: tok)
+        o.classes = [label]; o.perClass = 1; o.seed = seed; o.method = sampler; o.steps = steps
+        o.cfgScale = cfg; o.guidanceLow = interval[0]; o.guidanceHigh = interval[1]
+        return (o, label, seed)
+    }
+
+    /// Runs a whole `gen sample` job into `out` (a folder).
+    public static func run(_ o: GenerationOptions, out: String, npz: Bool = false, latentsH5: Bool = false,
+                           grid: Bool = true, overwrite: Bool = false, log: (String) -> Void = { print($0) }) throws -> [GeneratedImage] {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: out) {
+            let contents = (try? fm.contentsOfDirectory(atPath: out)) ?? []
+            guard contents.isEmpty || overwrite else {
+                throw PipelineError.invalidArgument("\(out) already exists and is not empty; pass --overwrite to write into it.")
+            }
+        }
+        try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let t0 = now()
+        let models = try GenerationModels(sit: o.sit, tokenizer: o.tokenizer, log: log)
+        let classes = o.classes.isEmpty ? Array(0..<models.sit.config.numClasses) : o.classes
+        var items: [(label: Int, seed: UInt64)] = []
+        for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed + UInt64(items.count))) } }
+        guard !items.isEmpty else { throw PipelineError.invalidArgument("Nothing to generate (no classes or --per-class 0).") }
+        let sampler = samplerOptions(o, numClasses: models.sit.config.numClasses)
+        log("Generating \(items.count) images (\(classes.count) classes x \(o.perClass)), \(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale) on t in [\(o.guidanceLow), \(o.guidanceHigh)], seeds \(o.seed)...\(o.seed + UInt64(items.count - 1)).")
+        let bar = ProgressBar(total: items.count * sampler.steps, label: "sample", unit: "img-step")
+        let images = try generate(models, o, items: items) { bar.update(by: $0) }
+        bar.finish()
+        for img in images {
+            let name = String(format: "%05d_class%d_seed%llu.png", img.index, img.label, img.seed)
+            try ImageIO.writePNG(path: out + "/" + name, image: img.image,
+                                 text: ["parameters": parameters(o, img, className: models.classNames[img.label])])
+        }
+        if grid {
+            let rows = classes.map { c in images.filter { $0.label == c }.map(\.image) }
+            let scale = max(1, 96 / max(1, images[0].image.height))
+            let scaled = rows.map { $0.map { $0.upscaled(scale) } }
+            let canvas = ImageGrid.compose(rows: scaled, labels: classes.map { models.classNames[$0] }, padding: 2, scale: 1,
+                                           title: "\(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale), seed \(o.seed)")
+            try canvas.writePNG(path: out + "/grid.png", text: ["parameters": "grid of \(images.count) images; each file has its own parameters"])
+            log("Wrote \(out)/grid.png")
+        }
+        if npz {
+            let h = images[0].image.height, w = images[0].image.width
+            var pixels: [UInt8] = []
+            pixels.reserveCapacity(images.count * h * w * 3)
+            for img in images { pixels += img.image.rgb().pixels }
+            try NPZWriter.write(path: out + "/samples.npz", array: pixels, shape: [images.count, h, w, 3])
+            log("Wrote \(out)/samples.npz (arr_0: \(images.count) x \(h) x \(w) x 3 uint8)")
+        }
+        if latentsH5 {
+            try writeLatents(images, shape: [models.sit.config.inputSize, models.sit.config.inChannels], to: out + "/latents.h5")
+            log("Wrote \(out)/latents.h5")
+        }
+        log(String(format: "Wrote %d images to %@ in %.1f s.", images.count, out, now() - t0))
+        return images
+    }
+
+    /// Sampled latents (raw z_q), labels and seeds as HDF5 (`/latents`, `/labels`, `/seeds`).
+    static func writeLatents(_ images: [GeneratedImage], shape: [Int], to path: String) throws {
+        _ = H5.silenced
+        let tmp = path + ".partial"
+        let file = try H5.id(H5Fcreate(tmp, h5f_acc_trunc(), h5_p_default(), h5_p_default()), "create \(tmp)")
+        var closed = false
+        defer { if !closed { H5Fclose(file) } }
+        func write(_ name: String, dims: [Int], fileType: hid_t, memType: hid_t, _ data: UnsafeRawPointer) throws {
+            var d = dims.map { hsize_t($0) }
+            let space = try H5.id(H5Screate_simple(Int32(d.count), &d, nil), "create a dataspace")
+            defer { H5Sclose(space) }
+            let ds = try H5.id(H5Dcreate2(file, name, fileType, space, h5_p_default(), h5_p_default(), h5_p_default()), "create /\(name)")
+            defer { H5Dclose(ds) }
+            try H5.check(H5Dwrite(ds, memType, h5_s_all(), h5_s_all(), h5_p_default(), data), "write /\(name)")
+        }
+        let z = images.flatMap(\.latent)
+        try z.withUnsafeBufferPointer { try write("latents", dims: [images.count] + shape, fileType: h5_t_ieee_f32le(), memType: h5_t_native_float(), $0.baseAddress!) }
+        let labels = images.map { Int64($0.label) }
+        try labels.withUnsafeBufferPointer { try write("labels", dims: [images.count], fileType: h5_t_std_i64le(), memType: h5_t_native_int64(), $0.baseAddress!) }
+        let seeds = images.map { Int64(bitPattern: $0.seed) }
+        try seeds.withUnsafeBufferPointer { try write("seeds", dims: [images.count], fileType: h5_t_std_i64le(), memType: h5_t_native_int64(), $0.baseAddress!) }
+        try H5.setAttribute(file, "format", string: "softvq-sampled-latents")
+        try H5.check(H5Fflush(file, H5F_SCOPE_LOCAL), "flush \(tmp)")
+        H5Fclose(file)
+        closed = true
+        if rename(tmp, path) != 0 { throw PipelineError.writeFailed(path: path, reason: String(cString: strerror(errno))) }
+    }
+}
+
+extension RGBImage {
+    /// Nearest-neighbour enlargement by an integer factor (for grids of small images).
+    public func upscaled(_ s: Int) -> RGBImage {
+        guard s > 1 else { return self }
+        let c = channels
+        var out = [UInt8](repeating: 0, count: width * s * height * s * c)
+        for y in 0..<(height * s) {
+            for x in 0..<(width * s) {
+                for k in 0..<c { out[(y * width * s + x) * c + k] = pixels[((y / s) * width + x / s) * c + k] }
+            }
+        }
+        return RGBImage(width: width * s, height: height * s, channels: c, pixels: out)
+    }
+}
