@@ -17,7 +17,8 @@ struct Gen: ParsableCommand {
           gen train --cache runs/latents.h5 --tokenizer runs/tok --out runs/sit
           gen sample --sit runs/sit --tokenizer runs/tok --out runs/samples
         """,
-        subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Bench.self]
+        subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
+                      TrainClassifier.self, Info.self, Bench.self]
     )
 }
 

@@ -27,6 +27,9 @@ public struct GenerationOptions: Codable, Equatable, Sendable {
     public var guidanceLow: Double = 0
     public var guidanceHigh: Double = 1
     public var batchSize: Int = 16
+    /// Evaluate the model image by image so that results do not depend on the batch (default);
+    /// false runs the whole batch in one forward (faster; used by evaluation sweeps).
+    public var batchInvariant: Bool = true
 
     public init(sit: String, tokenizer: String) {
         self.sit = sit
@@ -123,19 +126,22 @@ public enum GenerationJob {
         var out: [GeneratedImage] = []
         for start in stride(from: 0, to: items.count, by: max(1, o.batchSize)) {
             let batch = Array(items[start..<min(items.count, start + max(1, o.batchSize))])
-            let run = try SamplingRun(velocity: models.velocity(images: batch.count), options: options, shape: [batch.count] + shape,
+            let velocity: VelocityField = o.batchInvariant ? models.velocity(images: batch.count)
+                : { x, t, y in try Autograd.noGrad { try sit(x, t: t, y: y) } }
+            let run = try SamplingRun(velocity: velocity, options: options, shape: [batch.count] + shape,
                                       labels: batch.map(\.label), generators: batch.map { RandomGenerator(seed: $0.seed) })
             while try run.nextStep() != nil { progress(batch.count) }
             let z = tok.denormalizeLatents(run.result)                       // (B, L, C)
             try checkFinite(z, "sampled latents")
             let per = z.count / batch.count
+            // Decoded one at a time, like the sampler's model calls, for batch independence.
+            let decoded: Tensor? = o.batchInvariant ? nil : try Autograd.noGrad { try tok.decode(z) }
             for (k, item) in batch.enumerated() {
-                // Decoded one at a time, like the sampler's model calls, for batch independence.
                 let zi = Tensor(uninitialized: [1] + shape)
                 zi.pointer.update(from: z.pointer + k * per, count: per)
-                let img = try Autograd.noGrad { try tok.decode(zi) }
+                let img = try decoded.map { $0[k] } ?? Autograd.noGrad { try tok.decode(zi) }[0]
                 out.append(GeneratedImage(index: start + k, label: item.label, seed: item.seed,
-                                          image: ImageGrid.image(fromTensor: img[0]),
+                                          image: ImageGrid.image(fromTensor: img),
                                           latent: Array(UnsafeBufferPointer(start: zi.pointer, count: per))))
             }
         }

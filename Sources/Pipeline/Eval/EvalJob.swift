@@ -1,0 +1,171 @@
+// `gen eval`: measured quality of a tokenizer and a SiT on Fashion-MNIST's test split, with the
+// project's own classifier: classifier accuracy; reconstruction PSNR, SSIM and feature Frechet
+// distance; generation class fidelity and FD against the test set, next to the train-vs-test
+// FD floor; and a sweep over CFG scale and sampler steps (table + plot).
+
+import Foundation
+import Sampler
+import Tensor
+import Tokenizer
+
+public struct EvalOptions: Sendable {
+    public var sit: String?
+    public var tokenizer: String
+    public var classifier: String
+    public var perClass: Int = 50
+    public var cfgScales: [Double] = [1, 1.5, 2, 3]
+    public var steps: [Int] = [10, 25]
+    public var method: SamplerMethod = .euler
+    public var guidanceLow: Double = 0
+    public var guidanceHigh: Double = 1
+    public var seed: UInt64 = 0
+    public var reconstructionLimit: Int? = nil
+    public var out: String? = nil
+
+    public init(tokenizer: String, classifier: String) {
+        self.tokenizer = tokenizer
+        self.classifier = classifier
+    }
+}
+
+public struct GenerationScore: Codable, Sendable {
+    public let cfgScale: Double
+    public let steps: Int
+    public let classFidelity: Double
+    public let fd: Double
+    public let seconds: Double
+}
+
+public struct EvalReport: Codable, Sendable {
+    public var classifierAccuracy: Double = 0
+    public var reconstructionPSNR: Double = 0
+    public var reconstructionSSIM: Double = 0
+    public var reconstructionFD: Double = 0
+    public var trainTestFD: Double = 0
+    public var generation: [GenerationScore] = []
+    public var images: Int = 0
+
+    public func table() -> String {
+        var s = "| metric | value |\n|---|---|\n"
+        s += String(format: "| classifier test accuracy | %.2f%% |\n", classifierAccuracy * 100)
+        s += String(format: "| reconstruction PSNR (test) | %.2f dB |\n", reconstructionPSNR)
+        s += String(format: "| reconstruction SSIM (test) | %.4f |\n", reconstructionSSIM)
+        s += String(format: "| reconstruction FD (features) | %.3f |\n", reconstructionFD)
+        s += String(format: "| train-vs-test FD (floor) | %.3f |\n", trainTestFD)
+        if !generation.isEmpty {
+            s += "\n| cfg | steps | class fidelity | FD vs test | FD / floor | seconds |\n|---|---|---|---|---|---|\n"
+            for g in generation {
+                s += String(format: "| %.2f | %d | %.2f%% | %.3f | %.2fx | %.1f |\n", g.cfgScale, g.steps, g.classFidelity * 100,
+                            g.fd, g.fd / max(trainTestFD, 1e-9), g.seconds)
+            }
+        }
+        return s
+    }
+}
+
+public enum EvalJob {
+    /// Fashion-MNIST images (N, 1, 28, 28) in [-1, 1].
+    public static func classifierImages(_ data: FashionMNIST, limit: Int? = nil) -> Tensor {
+        let n = min(data.count, limit ?? .max)
+        let t = Tensor(uninitialized: [n, 1, 28, 28])
+        for i in 0..<(n * 784) { t.pointer[i] = Float(data.images[i]) / 127.5 - 1 }
+        return t
+    }
+
+    public static func accuracy(_ predictions: [Int], _ labels: [Int]) -> Double {
+        Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(max(1, labels.count))
+    }
+
+    public static func run(_ o: EvalOptions, log: (String) -> Void = { print($0) }) throws -> EvalReport {
+        var report = EvalReport()
+        let classifier = try FashionClassifier.load(path: o.classifier)
+        let test = try FashionMNIST(split: .test), train = try FashionMNIST(split: .train)
+        let testImages = classifierImages(test)
+        let (testFeatures, testPred) = classifier.evaluate(testImages)
+        report.classifierAccuracy = accuracy(testPred, test.labels)
+        log(String(format: "classifier test accuracy: %.2f%%", report.classifierAccuracy * 100))
+        let (trainFeatures, _) = classifier.evaluate(classifierImages(train, limit: test.count))
+        let testStats = GaussianStats(features: testFeatures)
+        report.trainTestFD = try FrechetDistance.distance(GaussianStats(features: trainFeatures), testStats)
+        log(String(format: "train-vs-test FD (floor): %.3f", report.trainTestFD))
+
+        // Reconstruction of the test split.
+        let tokenizer = try SoftVQModel.load(folder: o.tokenizer, log: log)
+        let dataset = try ImageDataset.open("fashion-mnist:test", size: tokenizer.imageSize)
+        let n = min(dataset.count, o.reconstructionLimit ?? .max)
+        let recon = Tensor(uninitialized: [n, 1, 28, 28])
+        var psnrSum = 0.0, ssimSum = 0.0
+        let bar = ProgressBar(total: n, label: "reconstruct", unit: "img")
+        for start in stride(from: 0, to: n, by: 100) {
+            let idx = Array(start..<min(n, start + 100))
+            let (images, _) = try dataset.batch(idx)
+            let out = try Autograd.noGrad { try tokenizer.reconstruct(images).0 }
+            let r = ImageMetrics.classifierInput(out), x = ImageMetrics.classifierInput(images)
+            for k in 0..<idx.count {
+                let a = (0..<784).map { (r.pointer[k * 784 + $0] + 1) / 2 }
+                let b = (0..<784).map { (x.pointer[k * 784 + $0] + 1) / 2 }
+                psnrSum += ImageMetrics.psnr(a, b)
+                ssimSum += ImageMetrics.ssim(a, b, height: 28, width: 28)
+            }
+            (recon.pointer + start * 784).update(from: r.pointer, count: r.count)
+            bar.update(by: idx.count)
+        }
+        bar.finish()
+        report.reconstructionPSNR = psnrSum / Double(n)
+        report.reconstructionSSIM = ssimSum / Double(n)
+        let (reconFeatures, _) = classifier.evaluate(recon)
+        let (origFeatures, _) = classifier.evaluate(testImages.slice(axis: 0, 0..<n))
+        report.reconstructionFD = try FrechetDistance.distance(features: reconFeatures, origFeatures)
+        log(String(format: "reconstruction: PSNR %.2f dB, SSIM %.4f, FD %.3f (%d test images)",
+                   report.reconstructionPSNR, report.reconstructionSSIM, report.reconstructionFD, n))
+
+        // Generation sweep.
+        if let sit = o.sit {
+            let models = try GenerationModels(sit: sit, tokenizer: o.tokenizer)
+            let classes = Array(0..<models.sit.config.numClasses)
+            var items: [(label: Int, seed: UInt64)] = []
+            for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed + UInt64(items.count))) } }
+            report.images = items.count
+            for steps in o.steps {
+                for cfg in o.cfgScales {
+                    var g = GenerationOptions(sit: sit, tokenizer: o.tokenizer)
+                    g.steps = steps; g.cfgScale = cfg; g.method = o.method; g.guidanceLow = o.guidanceLow
+                    g.guidanceHigh = o.guidanceHigh; g.batchSize = 100; g.batchInvariant = false
+                    let t0 = now()
+                    let gbar = ProgressBar(total: items.count * steps, label: "cfg \(cfg) steps \(steps)", unit: "img-step")
+                    let images = try GenerationJob.generate(models, g, items: items) { gbar.update(by: $0) }
+                    gbar.finish()
+                    let (features, predictions) = classifier.evaluate(ImageMetrics.classifierInput(images.map(\.image)))
+                    let score = GenerationScore(cfgScale: cfg, steps: steps, classFidelity: accuracy(predictions, images.map(\.label)),
+                                                fd: try FrechetDistance.distance(GaussianStats(features: features), testStats),
+                                                seconds: now() - t0)
+                    log(String(format: "cfg %.2f, %d steps: class fidelity %.2f%%, FD %.3f (%.2fx floor)", cfg, steps,
+                               score.classFidelity * 100, score.fd, score.fd / max(report.trainTestFD, 1e-9)))
+                    report.generation.append(score)
+                }
+            }
+        }
+        if let out = o.out {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try atomicWrite(Data(report.table().utf8), to: out + "/eval.md")
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try atomicWrite(try enc.encode(report), to: out + "/eval.json")
+            if !report.generation.isEmpty {
+                var fdSeries: [LinePlot.Series] = [], fidSeries: [LinePlot.Series] = []
+                for steps in o.steps {
+                    let rows = report.generation.filter { $0.steps == steps }
+                    fdSeries.append(.init(name: "FD, \(steps) steps", x: rows.map(\.cfgScale), y: rows.map(\.fd)))
+                    fidSeries.append(.init(name: "fidelity %, \(steps) steps", x: rows.map(\.cfgScale), y: rows.map { $0.classFidelity * 100 }))
+                }
+                fdSeries.append(.init(name: "train-vs-test floor", x: o.cfgScales, y: o.cfgScales.map { _ in report.trainTestFD }))
+                try LinePlot(title: "Frechet distance to the test set vs CFG scale", xLabel: "cfg scale", yLabel: "FD", series: fdSeries)
+                    .writePNG(path: out + "/eval_fd.png")
+                try LinePlot(title: "class fidelity vs CFG scale", xLabel: "cfg scale", yLabel: "%", series: fidSeries)
+                    .writePNG(path: out + "/eval_fidelity.png")
+            }
+            log("Wrote \(out)/eval.md, eval.json and plots.")
+        }
+        return report
+    }
+}
