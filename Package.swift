@@ -51,6 +51,8 @@ let package = Package(
         .testTarget(name: "SiTTests", dependencies: ["SiT", "Sampler", "Tensor"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Tensor"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        // End-to-end tests of the gen executable (subprocesses, including kill -9 and resume).
+        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline"]),
     ],
     swiftLanguageModes: [.v5]
 )

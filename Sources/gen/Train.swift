@@ -9,10 +9,7 @@ struct TrainTokenizer: ParsableCommand {
         commandName: "train-tokenizer",
         abstract: "Train a SoftVQ tokenizer on images (resumable; checkpoints in the official folder layout).",
         discussion: """
-        The checkpoint folder <out>/checkpoint holds the EMA weights as config.json +
-        model.safetensors (loadable wherever a released SoftVQVAE/softvq-* folder is), plus the
-        optimizer and data position for --resume. Metrics go to <out>/log.jsonl, the loss curve
-        to <out>/loss.png.
+        <out>/checkpoint holds the EMA weights as config.json + model.safetensors (the layout of the released SoftVQVAE/softvq-* folders, with vq_mean / vq_std measured on the data), plus the optimizer and data position for --resume. Metrics go to <out>/log.jsonl, the loss curve to <out>/loss.png.
 
         Example: gen train-tokenizer --dataset fashion-mnist --preset fashion32 --steps 8000 --out runs/tok
         """)
@@ -61,8 +58,7 @@ struct Precompute: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Encode a dataset into an HDF5 latent cache (latents and mirrored latents); resumable.",
         discussion: """
-        Rerun the same command after an interruption (even kill -9) to finish the cache; the file
-        appears under its final name only when complete.
+        Rerun the same command after an interruption (even kill -9) to finish the cache; the file appears under its final name only when complete.
 
         Example: gen precompute --tokenizer runs/tok/checkpoint --dataset fashion-mnist --out runs/latents.h5
         """)
