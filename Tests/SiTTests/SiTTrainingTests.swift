@@ -21,7 +21,7 @@ final class SiTTrainingTests: XCTestCase {
         return rng.normalTensor([4, 8, 4])
     }
 
-    func makeTrainer(seed: UInt64) throws -> SiTTrainer {
+    static func makeTrainer(seed: UInt64) throws -> SiTTrainer {
         var rng = RandomGenerator(seed: seed)
         let model = try SiT(config: Self.config, rng: &rng)
         let ema = try SiT(config: Self.config)
@@ -30,15 +30,15 @@ final class SiTTrainingTests: XCTestCase {
     }
 
     /// A batch of 16: every latent four times.
-    func batch() -> (Tensor, [Int]) {
+    static func batch() -> (Tensor, [Int]) {
         let base = Self.latents()
         let x = concat([base, base, base, base], axis: 0)
         return (x, Array(0..<4) + Array(0..<4) + Array(0..<4) + Array(0..<4))
     }
 
     func testTrainingLowersTheLossAndSamplesLandOnTheLatents() throws {
-        let trainer = try makeTrainer(seed: 5)
-        let (x, y) = batch()
+        let trainer = try Self.makeTrainer(seed: 5)
+        let (x, y) = Self.batch()
         var losses: [Float] = []
         for _ in 0..<600 { losses.append(try trainer.step(latents: x, labels: y).loss) }
         let first = losses.prefix(10).reduce(0, +) / 10, last = losses.suffix(20).reduce(0, +) / 20
@@ -66,9 +66,9 @@ final class SiTTrainingTests: XCTestCase {
     }
 
     func testTrainingIsDeterministicGivenTheSeed() throws {
-        let (x, y) = batch()
+        let (x, y) = Self.batch()
         func train() throws -> ([Float], [Float]) {
-            let trainer = try makeTrainer(seed: 3)
+            let trainer = try Self.makeTrainer(seed: 3)
             var losses: [Float] = []
             for _ in 0..<5 { losses.append(try trainer.step(latents: x, labels: y).loss) }
             return (losses, trainer.ema!.blocks[1].mlp.fc2.weight.scalars)
@@ -93,5 +93,23 @@ final class SiTTrainingTests: XCTestCase {
         let a = Float.pi / 4
         XCTAssertEqual(input.item, cos(a) * 2 + sin(a) * 3, accuracy: 1e-6)
         XCTAssertEqual(target.item, -Float.pi / 2 * sin(a) * 2 + Float.pi / 2 * cos(a) * 3, accuracy: 1e-6)
+    }
+}
+
+final class SiTTrainerStateTests: XCTestCase {
+    func testSavedStateResumesExactly() throws {
+        let (x, y) = SiTTrainingTests.batch()
+        let a = try SiTTrainingTests.makeTrainer(seed: 4)
+        for _ in 0..<3 { try a.step(latents: x, labels: y) }
+        let dir = temporaryFolder("state")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try a.saveState(to: dir + "/s", extra: ["position": JSONValue.int(48)])
+        let b = try SiTTrainingTests.makeTrainer(seed: 77)
+        XCTAssertEqual(try b.loadState(from: dir + "/s"), ["position": JSONValue.int(48)])
+        let la = try a.step(latents: x, labels: y), lb = try b.step(latents: x, labels: y)
+        XCTAssertEqual(la.loss, lb.loss)
+        XCTAssertEqual(la.step, lb.step)
+        XCTAssertEqual(a.model.blocks[0].attn.qkv.weight.scalars, b.model.blocks[0].attn.qkv.weight.scalars)
+        XCTAssertEqual(a.ema!.finalLayer.linear.weight.scalars, b.ema!.finalLayer.linear.weight.scalars)
     }
 }
