@@ -27,5 +27,24 @@ final class SiTKernelTests: XCTestCase {
         print("fast GELU backward: worst relative difference \(gradWorst)")
         XCTAssertLessThan(gradWorst, 1e-5)
         XCTAssertTrue(Tensor([.nan], shape: [1]).geluTanhFast().item.isNaN)
+        XCTAssertTrue(Tensor([Float](repeating: .nan, count: 9), shape: [9]).geluTanhFast().scalars.allSatisfy(\.isNaN))
+
+        // Speed beside the Tensor module's tanh-GELU (informative).
+        var rng = RandomGenerator(seed: 3)
+        let big = rng.normalTensor([8 * 64, 4608], std: 2)
+        func best(_ f: () -> Tensor) -> (Double, Tensor) {
+            var out = f(), t = Double.infinity
+            for _ in 0..<3 {
+                let c0 = DispatchTime.now().uptimeNanoseconds
+                out = Autograd.noGrad { f() }
+                t = min(t, Double(DispatchTime.now().uptimeNanoseconds - c0) / 1e6)
+            }
+            return (t, out)
+        }
+        let (ta, a) = best { big.geluTanhFast() }
+        let (tb, b) = best { big.gelu(approximate: true) }
+        print(String(format: "GELU over 2.4M values: fast %.1f ms, tanh %.1f ms", ta, tb))
+        let big2 = maxAbsDiff(a.scalars, b.scalars)
+        XCTAssertLessThan(big2, 2e-6)
     }
 }
