@@ -180,3 +180,68 @@ public final class SiTTrainer {
         return TrainStepStats(step: stepCount, loss: value, gradNorm: norm, lr: lr)
     }
 }
+
+// MARK: - Training state
+
+/// The small JSON beside a saved training state.
+public struct SiTTrainerState: Codable, Equatable, Sendable {
+    public var format = "sit-trainer-v1"
+    public var step: Int
+    public var rng: RandomGenerator
+    public var objective: FlowMatchingObjective
+    public var maxGradNorm: Float
+    public var emaDecay: Float
+    /// Anything the caller wants restored with the state (e.g. the data position).
+    public var extra: [String: JSONValue]
+}
+
+extension SiTTrainer {
+    /// Writes `folder/model` and `folder/ema` (checkpoint folders), `folder/optimizer.safetensors`
+    /// and `folder/trainer.json`, into a temporary folder first, then renamed into place.
+    public func saveState(to folder: String, extra: [String: JSONValue] = [:]) throws {
+        let fm = FileManager.default
+        let tmp = folder + ".tmp-\(getpid())"
+        try? fm.removeItem(atPath: tmp)
+        do {
+            try model.save(folder: tmp + "/model")
+            try ema?.save(folder: tmp + "/ema")
+            try optimizer.save(to: tmp + "/optimizer.safetensors")
+            let state = SiTTrainerState(step: stepCount, rng: rng, objective: objective, maxGradNorm: maxGradNorm,
+                                        emaDecay: emaDecay, extra: extra)
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try atomicWrite(try enc.encode(state), to: tmp + "/trainer.json")
+            let old = folder + ".old-\(getpid())"
+            if fm.fileExists(atPath: folder) { try fm.moveItem(atPath: folder, toPath: old) }
+            try fm.moveItem(atPath: tmp, toPath: folder)
+            try? fm.removeItem(atPath: old)
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw error
+        }
+    }
+
+    /// Restores what `saveState` wrote into this trainer (same architecture). Returns the extra
+    /// fields.
+    @discardableResult
+    public func loadState(from folder: String) throws -> [String: JSONValue] {
+        let path = folder + "/trainer.json"
+        guard let data = FileManager.default.contents(atPath: path) else { throw SiTError.io(path, "no such file") }
+        let state: SiTTrainerState
+        do { state = try JSONDecoder().decode(SiTTrainerState.self, from: data) } catch {
+            throw SiTError.io(path, "not a trainer state: \(error)")
+        }
+        let saved = try SiT.load(folder: folder + "/model")
+        guard saved.config == model.config else {
+            throw SiTError.invalidConfig("\(folder)/model/config.json describes a different model than the trainer's")
+        }
+        model.copyValues(from: saved)
+        if let ema { ema.copyValues(from: try SiT.load(folder: folder + "/ema")) }
+        try optimizer.load(from: folder + "/optimizer.safetensors")
+        restore(step: state.step, rng: state.rng)
+        objective = state.objective
+        maxGradNorm = state.maxGradNorm
+        emaDecay = state.emaDecay
+        return state.extra
+    }
+}

@@ -144,4 +144,17 @@ final class SiTFixtureTests: XCTestCase {
             guard case .unexpectedKeys = error as? CheckpointError else { return XCTFail("\(error)") }
         }
     }
+
+    func testStoredPositionTableIsCheckedAndKept() throws {
+        let model = try SiT.load(folder: Fixtures.path("sit_tiny_2d"))
+        model.posEmbed.pointer[5] += 0.01
+        let dir = temporaryFolder("posembed")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try model.save(folder: dir)
+        var warnings: [String] = []
+        let again = try SiT.load(folder: dir) { warnings.append($0) }
+        XCTAssertEqual(warnings.count, 1)
+        XCTAssertEqual(again.posEmbedMaxDifference ?? 0, 0.01, accuracy: 1e-6)
+        XCTAssertEqual(again.posEmbed.scalars, model.posEmbed.scalars)
+    }
 }
