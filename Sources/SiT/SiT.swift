@@ -89,7 +89,7 @@ public final class SiTMlp: Module {
     public var entries: [(String, ModuleEntry)] { [("fc1", .module(fc1)), ("fc2", .module(fc2))] }
 
     /// (N, T, D) -> (N, T, D)
-    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).geluTanhFast()) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).gelu(approximate: true)) }
 }
 
 /// `nn.Sequential(SiLU, Linear)`: the Linear sits at index 1. The SiLU of the conditioning is
