@@ -268,6 +268,9 @@ public final class TokenizerTrainer {
 
 /// Timing of the tokenizer with random weights.
 public enum TokenizerBenchmark {
+    /// Cheap pseudo-random weights of a sensible scale, for timing only.
+    public static func fillRandom(_ model: SoftVQModel) { fillQuickRandom(model) }
+
     public struct Result: Sendable, CustomStringConvertible {
         public var name: String
         public var batch: Int

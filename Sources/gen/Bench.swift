@@ -6,7 +6,7 @@ import Tensor
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (kernels, SiT generation, training steps).",
-        subcommands: [Kernels.self]
+        subcommands: [Kernels.self, Generation.self, Training.self]
     )
 
     struct Kernels: ParsableCommand {
@@ -29,6 +29,61 @@ struct Bench: ParsableCommand {
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try atomicWrite(enc.encode(rows), to: json)
                 print("Wrote \(json)")
+            }
+        }
+    }
+
+    struct Generation: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "SiT-XL forward over 64 SoftVQ tokens against the 1024-token SD-VAE baseline (and 32 tokens, SiT-XL/2, 512 px), random weights of the released shapes.",
+            discussion: "Variants are timed in interleaved rounds after a warm-up; medians with min..max. Writes <out>.md, <out>.json and <out>.png.\n\nExample: gen bench generation --repeats 3 --out bench/generation")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Interleaved timing rounds.") var repeats = 3
+        @Option(help: "Sampler steps of the end-to-end guided image.") var steps = 25
+        @Flag(name: .customLong("skip-512"), help: "Leave out the 4096-token (512 px) forward, which takes about a minute.") var skip512 = false
+        @Flag(help: "Tiny model, proves the command works (used by CI).") var smoke = false
+        @Option(help: "Output path prefix for the .md, .json and .png files.") var out: String?
+
+        func run() throws {
+            compute.apply()
+            try userFacing {
+                let report = try GenerationBenchmark.run(repeats: repeats, steps: steps, include512: !skip512, smoke: smoke)
+                let md = report.markdown()
+                print("")
+                print(md)
+                if let out {
+                    let dir = (out as NSString).deletingLastPathComponent
+                    if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+                    try atomicWrite(Data(md.utf8), to: out + ".md")
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try atomicWrite(try enc.encode(report), to: out + ".json")
+                    let rows = report.rows.filter { $0.note.isEmpty }
+                    try BarChart(title: "forward images/s (log scale)", yLabel: "images/s",
+                                 labels: rows.map { "\($0.tokens)t b\($0.batch)" }, values: rows.map(\.imagesPerSecond))
+                        .writePNG(path: out + ".png")
+                    print("Wrote \(out).md, \(out).json, \(out).png")
+                }
+            }
+        }
+    }
+
+    struct Training: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One SiT-B/1 training step (64 tokens, batch 16, AdamW) and one tokenizer training step.",
+            discussion: "Example: gen bench training --repeats 3")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Timed repetitions.") var repeats = 3
+        @Flag(help: "Tiny models, proves the command works (used by CI).") var smoke = false
+
+        func run() throws {
+            compute.apply()
+            try userFacing {
+                let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke)
+                print("| step | batch | s (median) | min..max | GFLOP/s |\n|---|---|---|---|---|")
+                for r in rows {
+                    print(String(format: "| %@ | %d | %.3f | %.3f..%.3f | %.1f |", r.name, r.batch, r.seconds.median, r.seconds.min, r.seconds.max, r.gflopPerSecond))
+                }
             }
         }
     }
