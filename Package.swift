@@ -44,7 +44,8 @@ let package = Package(
                 dependencies: ["Tensor", "Tokenizer", "SiT", "Sampler", "CHDF5", "CTurboJPEG", "CZlib", "CPNG", "CBLAS"],
                 swiftSettings: optimize),
         .executableTarget(name: "gen",
-                          dependencies: ["Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["Pipeline", "Tensor", "Tokenizer", "SiT", "Sampler",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),

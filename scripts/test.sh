@@ -7,4 +7,5 @@ swift build -c release
 ./.build/release/gen bench kernels --smoke
 ./.build/release/gen bench generation --smoke
 ./.build/release/gen bench training --smoke
+./.build/release/gen bench tokenizer --smoke
 swift test

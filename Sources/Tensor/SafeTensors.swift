@@ -55,6 +55,43 @@ public struct TensorInfo: Sendable {
     public let end: Int
 }
 
+/// A read-only memory mapping of a whole file. Pages that have been consumed can be handed
+/// back (`release`) so that loading a large checkpoint does not keep a second copy resident.
+final class MappedFile {
+    let base: UnsafeRawPointer?
+    let count: Int
+
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw CheckpointError.io(path, String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw CheckpointError.io(path, String(cString: strerror(errno))) }
+        count = Int(st.st_size)
+        if count == 0 { base = nil; return }
+        guard let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw CheckpointError.io(path, "cannot map the file: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(p)
+    }
+
+    deinit { if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) } }
+
+    func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try body(UnsafeRawBufferPointer(start: base, count: count))
+    }
+
+    func subdata(in range: Range<Int>) -> Data { Data(bytes: base! + range.lowerBound, count: range.count) }
+
+    /// Drops the resident pages wholly inside `range` (they are re-read from disk if touched again).
+    func release(_ range: Range<Int>) {
+        guard let base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (range.lowerBound + page - 1) / page * page, hi = range.upperBound / page * page
+        if hi > lo { madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, Int32(MADV_DONTNEED)) }
+    }
+}
+
 /// A safetensors file opened read-only and memory-mapped.
 public final class SafeTensorsFile {
     public let path: String
@@ -62,18 +99,14 @@ public final class SafeTensorsFile {
     public let metadata: [String: String]
     /// Names in file order (by data offset).
     public let names: [String]
-    private let data: Data
+    private let data: MappedFile
     private let dataStart: Int
 
     public init(path: String) throws {
         self.path = path
         let name = (path as NSString).lastPathComponent
         guard FileManager.default.fileExists(atPath: path) else { throw CheckpointError.io(path, "no such file") }
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw CheckpointError.io(path, error.localizedDescription)
-        }
+        data = try MappedFile(path: path)
         guard data.count >= 8 else { throw CheckpointError.truncated(name, "\(data.count) bytes, shorter than the 8-byte header length") }
         let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self)) }
         guard headerLength <= 100_000_000 else {
@@ -150,6 +183,8 @@ public final class SafeTensorsFile {
                 for i in 0..<n { dst[i] = Float(src.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)) }
             }
         }
+        // The values now live in the tensor; let the kernel reclaim the mapped pages.
+        data.release((dataStart + info.begin)..<(dataStart + info.end))
     }
 
     /// Reads an integer tensor exactly (I64 / I32).

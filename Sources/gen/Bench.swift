@@ -2,11 +2,12 @@ import ArgumentParser
 import Foundation
 import Pipeline
 import Tensor
+import Tokenizer
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (kernels, SiT generation, training steps).",
-        subcommands: [Kernels.self, Generation.self, Training.self]
+        subcommands: [Kernels.self, Generation.self, Training.self, TokenizerThroughput.self]
     )
 
     struct Kernels: ParsableCommand {
@@ -83,6 +84,31 @@ struct Bench: ParsableCommand {
                 print("| step | batch | s (median) | min..max | GFLOP/s |\n|---|---|---|---|---|")
                 for r in rows {
                     print(String(format: "| %@ | %d | %.3f | %.3f..%.3f | %.1f |", r.name, r.batch, r.seconds.median, r.seconds.min, r.seconds.max, r.gflopPerSecond))
+                }
+            }
+        }
+    }
+
+    struct TokenizerThroughput: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tokenizer",
+            abstract: "Encode and decode throughput of released tokenizer shapes (random weights, 256 px).",
+            discussion: "Example: gen bench tokenizer --presets softvq-b-64,softvq-l-64 --batch 1")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Comma-separated tokenizer presets.") var presets = "softvq-b-64,softvq-l-64"
+        @Option(help: "Images per call.") var batch = 1
+        @Option(help: "Timed repetitions (the fastest is reported).") var repeats = 3
+        @Flag(help: "A tiny tokenizer, proves the command works (used by CI).") var smoke = false
+
+        func run() throws {
+            compute.apply()
+            try userFacing {
+                print("| tokenizer | batch | encode s/img | decode s/img | encode img/s | decode img/s |\n|---|---|---|---|---|---|")
+                for name in smoke ? ["fashion32-small"] : presets.split(separator: ",").map(String.init) {
+                    let config = try TokenizerConfig.preset(name)
+                    let r = try TokenizerBenchmark.encodeDecode(config: config, name: name, batch: batch, iterations: repeats)
+                    let e = r.encodeSeconds / Double(batch), d = r.decodeSeconds / Double(batch)
+                    print(String(format: "| %@ | %d | %.3f | %.3f | %.2f | %.2f |", name, batch, e, d, 1 / e, 1 / d))
                 }
             }
         }

@@ -24,11 +24,13 @@ public struct GenerationBenchReport: Codable, Sendable {
     public var threads: Int
     public var sgemm64: Double = 0
     public var sgemmLarge: Double = 0
+    public var smallRows = 64
+    public var largeRows = 512
     public var rows: [BenchRow] = []
     public var ratios: [String: Double] = [:]
 
     public func markdown() -> String {
-        var s = String(format: "Threads: %d. Raw sgemm in the same run: %.1f GFLOP/s at 64 x 1152 . 1152 x 4608, %.1f GFLOP/s at 512 x 1152 . 1152 x 4608.\n\n", threads, sgemm64, sgemmLarge)
+        var s = String(format: "Threads: %d. Raw sgemm in the same run: %.1f GFLOP/s with %d rows, %.1f GFLOP/s with %d rows (x 1152 . 1152 x 4608).\n\n", threads, sgemm64, smallRows, sgemmLarge, largeRows)
         s += "| variant | tokens | batch | s / forward (median) | min..max | images/s | GFLOP/s | of sgemm | note |\n|---|---|---|---|---|---|---|---|---|\n"
         for r in rows {
             s += String(format: "| %@ | %d | %d | %.4f | %.4f..%.4f | %.3f | %.1f | %.0f%% | %@ |\n", r.name, r.tokens, r.batch,
@@ -71,8 +73,10 @@ public enum GenerationBenchmark {
                 variants.append(Variant(name: "SiT-XL/1, SD-VAE 64x64x4 (4096 tokens, 512 px)", config: .xl(patch: 1, inputSize: 64, inChannels: 4, vae1D: false), batches: [1], rowsPerImage: 1))
             }
         }
-        report.sgemm64 = SiTBenchmark.sgemmGFLOPs(m: smoke ? 8 : 64)
-        report.sgemmLarge = SiTBenchmark.sgemmGFLOPs(m: smoke ? 16 : 512)
+        report.smallRows = smoke ? 8 : 64
+        report.largeRows = smoke ? 16 : 512
+        report.sgemm64 = SiTBenchmark.sgemmGFLOPs(m: report.smallRows)
+        report.sgemmLarge = SiTBenchmark.sgemmGFLOPs(m: report.largeRows)
         log(String(format: "raw sgemm: %.1f GFLOP/s (64 rows), %.1f GFLOP/s (512 rows)", report.sgemm64, report.sgemmLarge))
 
         // Build every model once (random weights of the released shapes).
