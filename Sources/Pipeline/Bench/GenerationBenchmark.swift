@@ -169,7 +169,7 @@ public enum GenerationBenchmark {
         let trainer = SiTTrainer(model: model, rng: RandomGenerator(seed: 1))
         let x = rng.normalTensor([batch] + config.latentShape)
         let y = (0..<batch).map { $0 % config.numClasses }
-        let s = try measureThrowing(warmup: 1, repeats: repeats) { _ = try trainer.step(latents: x, labels: y) }
+        let s = try measure(warmup: 1, repeats: repeats) { _ = try trainer.step(latents: x, labels: y) }
         rows.append(BenchRow(name: smoke ? "tiny SiT training step" : "SiT-B/1 training step (64 tokens, AdamW)", tokens: config.numTokens, batch: batch,
                              seconds: s, gflop: 3 * SiTBenchmark.forwardFLOPs(config, batch: batch) / 1e9, imagesPerSecond: Double(batch) / s.median))
         log(String(format: "%@: %.3f s", rows.last!.name, s.median))
@@ -180,7 +180,7 @@ public enum GenerationBenchmark {
         let tb = smoke ? 2 : 32
         let trainerT = try TokenizerTrainer(model: tok)
         let images = rng.uniformTensor([tb, 3, tc.imageSize, tc.imageSize], low: -1, high: 1)
-        let st = try measureThrowing(warmup: 1, repeats: repeats) { _ = try trainerT.trainStep(images) }
+        let st = try measure(warmup: 1, repeats: repeats) { _ = try trainerT.trainStep(images) }
         let spec = try tc.encoderSpec
         let tokens = Double(1 + spec.numPatches + tc.numLatentTokens)
         let perBlock = 24 * Double(spec.width * spec.width) * tokens + 4 * tokens * tokens * Double(spec.width)
@@ -190,15 +190,4 @@ public enum GenerationBenchmark {
         log(String(format: "%@: %.3f s", rows.last!.name, st.median))
         return rows
     }
-}
-
-func measureThrowing(warmup: Int, repeats: Int, _ body: () throws -> Void) throws -> TimingStats {
-    for _ in 0..<warmup { try body() }
-    var samples: [Double] = []
-    for _ in 0..<repeats {
-        let t0 = now()
-        try body()
-        samples.append(now() - t0)
-    }
-    return TimingStats(samples)
 }
