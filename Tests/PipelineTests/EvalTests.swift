@@ -44,3 +44,25 @@ final class FrechetDistanceTests: XCTestCase {
         XCTAssertEqual(g.covariance[1], 7, accuracy: 1e-12)
     }
 }
+
+final class ClassFidelityTests: XCTestCase {
+    /// Class fidelity of real test images, passed through the same path as generated ones
+    /// (tokenizer-space 32 x 32 RGB, 8-bit, back to the classifier's 28 x 28), equals the
+    /// classifier's test accuracy.
+    func testFidelityOfRealImagesEqualsAccuracy() throws {
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST is not installed")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let weights = root.appendingPathComponent("Checkpoints/fashion-classifier/model.safetensors").path
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: weights), "no shipped classifier")
+        let classifier = try FashionClassifier.load(path: weights)
+        let test = try FashionMNIST(split: .test)
+        let n = 2000
+        let (_, direct) = classifier.evaluate(EvalJob.classifierImages(test, limit: n))
+        let accuracy = EvalJob.accuracy(direct, Array(test.labels.prefix(n)))
+        let rgb = (0..<n).map { ImageGrid.image(fromTensor: test.tensor($0, mode: .pad(size: 32))) }
+        let (_, viaImages) = classifier.evaluate(ImageMetrics.classifierInput(rgb))
+        let fidelity = EvalJob.accuracy(viaImages, Array(test.labels.prefix(n)))
+        XCTAssertEqual(fidelity, accuracy, accuracy: 1e-12)
+        XCTAssertGreaterThan(accuracy, 0.88)
+    }
+}
