@@ -25,7 +25,7 @@ struct TrainTokenizer: ParsableCommand {
     @Option(help: "Override the number of codebooks.") var codebooks: Int?
     @Option(name: .customLong("codebook-size"), help: "Override the codewords per codebook.") var codebookSize: Int?
     @Option(name: .customLong("codebook-dim"), help: "Override the codeword (latent channel) dimension.") var codebookDim: Int?
-    @Option(help: "Total optimizer steps.") var steps = 8000
+    @Option(help: "Total optimizer steps (default 8000; with --resume, the run's own target unless given).") var steps: Int?
     @Option(name: .customLong("batch-size"), help: "Images per step.") var batchSize = 32
     @Option(help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 4e-4
     @Option(help: "Warmup steps.") var warmup = 500
@@ -42,7 +42,7 @@ struct TrainTokenizer: ParsableCommand {
     func run() throws {
         compute.apply()
         var o = TokenizerTrainingOptions()
-        o.dataset = dataset; o.preset = preset; o.steps = steps; o.batchSize = batchSize; o.lr = lr
+        o.dataset = dataset; o.preset = preset; o.steps = steps ?? (resume ? 0 : 8000); o.batchSize = batchSize; o.lr = lr
         o.warmup = warmup; o.minLR = lr / 10; o.emaDecay = emaDecay; o.l1 = l1; o.seed = seed; o.limit = limit
         o.saveEvery = saveEvery; o.logEvery = logEvery
         o.width = width; o.depth = depth; o.heads = heads; o.tokens = tokens; o.codebooks = codebooks
@@ -96,7 +96,7 @@ struct Train: ParsableCommand {
     @Option(help: "Number of SiT blocks.") var depth = 6
     @Option(help: "Attention heads.") var heads = 4
     @Flag(name: .customLong("qk-norm"), help: "LayerNorm on queries and keys.") var qkNorm = false
-    @Option(help: "Total optimizer steps.") var steps = 20_000
+    @Option(help: "Total optimizer steps (default 20000; with --resume, the run's own target unless given).") var steps: Int?
     @Option(name: .customLong("batch-size"), help: "Latents per step.") var batchSize = 64
     @Option(help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 3e-4
     @Option(help: "Warmup steps.") var warmup = 500
@@ -114,7 +114,7 @@ struct Train: ParsableCommand {
         compute.apply()
         var o = SiTTrainingOptions()
         o.cache = cache; o.tokenizer = tokenizer ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
-        o.qkNorm = qkNorm; o.steps = steps; o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
+        o.qkNorm = qkNorm; o.steps = steps ?? (resume ? 0 : 20_000); o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery
         try userFacing {

@@ -84,6 +84,7 @@ public final class SiTTrainingJob {
                 try? FileManager.default.removeItem(atPath: run.root)
             }
         }
+        if options.steps <= 0 { options.steps = SiTTrainingOptions().steps }   // a fresh run given no target
         self.options = options
         try run.create()
         let reader = try LatentCacheReader(path: options.cache)

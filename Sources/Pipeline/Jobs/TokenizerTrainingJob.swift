@@ -79,6 +79,7 @@ public final class TokenizerTrainingJob {
                 try? FileManager.default.removeItem(atPath: run.root)
             }
         }
+        if options.steps <= 0 { options.steps = TokenizerTrainingOptions().steps }   // a fresh run given no target
         self.options = options
         try run.create()
         let config = try options.config()
