@@ -60,7 +60,7 @@ struct Bench: ParsableCommand {
                     enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                     try atomicWrite(try enc.encode(report), to: out + ".json")
                     let rows = report.rows.filter { $0.note.isEmpty }
-                    try BarChart(title: "forward images/s (log scale)", yLabel: "images/s",
+                    try BarChart(title: "SiT forward throughput (images per second)", yLabel: "images/s",
                                  labels: rows.map { "\($0.tokens)t b\($0.batch)" }, values: rows.map(\.imagesPerSecond))
                         .writePNG(path: out + ".png")
                     print("Wrote \(out).md, \(out).json, \(out).png")
