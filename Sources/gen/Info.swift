@@ -56,9 +56,17 @@ struct Info: ParsableCommand {
         discussion: "Example: gen info Checkpoints/fashion-sit")
 
     @Argument(help: "A checkpoint folder, run folder or .h5 cache.") var path: String
+    @Flag(help: "For a run folder: redraw loss.png from log.jsonl.") var plot = false
 
     func run() throws {
         try userFacing {
+            if plot {
+                let run = RunFolder(path)
+                let isTokenizer = (try? String(contentsOfFile: run.logPath, encoding: .utf8))?.contains("reconstruction") ?? false
+                try run.plotLoss(title: isTokenizer ? "tokenizer training loss" : "SiT training loss",
+                                 field: isTokenizer ? "reconstruction" : "loss")
+                print("Wrote \(run.plotPath)")
+            }
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw PipelineError.missingFile(path) }
             if !isDir.boolValue {

@@ -141,6 +141,7 @@ public final class SiTTrainingJob {
                 "data_position": try jsonObject(loader.position),
             ], to: dir + "/state.json")
         }
+        try? run.plotLoss(title: "SiT training loss")
     }
 
     public func run(stopAfter: Int? = nil) throws {

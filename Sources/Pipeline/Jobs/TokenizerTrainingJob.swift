@@ -142,6 +142,7 @@ public final class TokenizerTrainingJob {
                 "rng": ["seed": options.seed, "stream": 2_000_000 + step],
             ], to: dir + "/state.json")
         }
+        try? run.plotLoss(title: "tokenizer training loss", field: "reconstruction")
     }
 
     /// Mean and standard deviation of z_q over (up to) 1024 evenly spaced training images.
