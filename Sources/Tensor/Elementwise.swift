@@ -232,29 +232,3 @@ extension Tensor {
         }
     }
 }
-
-/// Scalar activation functions and their derivatives, shared by the unary ops and fused kernels.
-public enum Activation {
-    @inline(__always) public static func silu(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
-    @inline(__always) public static func siluGrad(_ x: Float) -> Float {
-        let s = 1 / (1 + Foundation.exp(-x))
-        return s * (1 + x * (1 - s))
-    }
-    static let sqrt2OverPi: Float = 0.7978845608028654
-    @inline(__always) public static func geluTanh(_ x: Float) -> Float {
-        0.5 * x * (1 + Foundation.tanh(sqrt2OverPi * (x + 0.044715 * x * x * x)))
-    }
-    @inline(__always) public static func geluTanhGrad(_ x: Float) -> Float {
-        let u = sqrt2OverPi * (x + 0.044715 * x * x * x)
-        let t = Foundation.tanh(u)
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * sqrt2OverPi * (1 + 3 * 0.044715 * x * x)
-    }
-    @inline(__always) public static func geluErf(_ x: Float) -> Float {
-        0.5 * x * (1 + Foundation.erf(x * 0.7071067811865476))
-    }
-    @inline(__always) public static func geluErfGrad(_ x: Float) -> Float {
-        let cdf = 0.5 * (1 + Foundation.erf(x * 0.7071067811865476))
-        let pdf = Foundation.exp(-0.5 * x * x) * 0.3989422804014327
-        return cdf + x * pdf
-    }
-}

@@ -64,7 +64,7 @@ final class CheckpointTests: XCTestCase {
         let original = try Data(contentsOf: fixtures.appendingPathComponent("sit_tiny_1d/model.safetensors"))
         func expectError(_ data: Data, _ contains: String, _ label: String) {
             let path = dir.appendingPathComponent("\(label).safetensors").path
-            FileManager.default.createFile(atPath: path, contents: data)
+            _ = FileManager.default.createFile(atPath: path, contents: data)
             XCTAssertThrowsError(try SafeTensorsFile(path: path), label) { error in
                 let text = "\(error)"
                 print("\(label): \(text)")

@@ -62,7 +62,7 @@ public final class ImageDataset {
 
     public func path(_ i: Int) -> String {
         switch source {
-        case let .fashionMNIST(d, _): return "\(name)/\(i)" + (d.split == .train ? "" : "")
+        case .fashionMNIST: return "\(name)/\(i)"
         case let .folder(f, _, _): return f.samples[i].relativePath
         }
     }
