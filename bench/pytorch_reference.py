@@ -100,6 +100,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-512", action="store_true")
+    ap.add_argument("--tokens", help="only these token counts, comma-separated (as gen bench generation --tokens)")
+    ap.add_argument("--skip-training", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -111,6 +113,9 @@ def main():
     ]
     if not args.skip_512:
         variants.append(("SiT-XL/1, SD-VAE 64x64x4 (4096 tokens, 512 px)", dict(tokens=4096, channels=4, two_d=True), [1]))
+    if args.tokens:
+        keep = {int(v) for v in args.tokens.split(",")}
+        variants = [v for v in variants if v[1]["tokens"] in keep]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     with torch.no_grad():
         for name, kw, batches in variants:
@@ -126,6 +131,8 @@ def main():
                 med, lo, hi = timed(lambda: model(x, t, y), args.repeats)
                 print(f"{name} batch {b}: {med:.4f} s/forward (min {lo:.4f}, max {hi:.4f})")
             del model
+    if args.skip_training:
+        return
     # One SiT-B/1 training step: 64 tokens x 32 channels, batch 16, AdamW.
     model = SiT(d=768, depth=12, heads=12, tokens=64)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -128,3 +128,77 @@ CLONES void ck_bias_gelu_tanh_rows(float *y, const float *bias, ptrdiff_t rows, 
         }
     }
 }
+
+// ---- Reductions and fused updates of the training step ----
+
+#define LANES 16
+
+CLONES double ck_sum_squares(const float *x, ptrdiff_t n) {
+    // Float partial sums over blocks of 1024 (16 lanes, so the loop vectorizes), added in double.
+    double total = 0;
+    ptrdiff_t i = 0;
+    while (n - i >= LANES) {
+        float acc[LANES] = {0};
+        ptrdiff_t end = i + 1024 < n ? i + 1024 : n;
+        end = i + (end - i) / LANES * LANES;
+        for (; i < end; i += LANES)
+            for (int l = 0; l < LANES; l++) acc[l] += x[i + l] * x[i + l];
+        for (int l = 0; l < LANES; l++) total += acc[l];
+    }
+    for (; i < n; i++) total += (double)x[i] * x[i];
+    return total;
+}
+
+CLONES void ck_add_rows(const float *x, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, float *acc) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *row = x + r * ld;
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] += row[j];
+    }
+}
+
+CLONES void ck_add_rows_product(const float *a, const float *b, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld,
+                                float *acc) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *ra = a + r * ld, *rb = b + r * ld;
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] += ra[j] * rb[j];
+    }
+}
+
+CLONES void ck_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float gscale, float b1,
+                     float b2, float eps, float decay, float step_size, float bc2_sqrt) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float gi = g[i] * gscale;
+        float pi = p[i] * decay;
+        float mi = b1 * m[i] + (1 - b1) * gi;
+        float vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - step_size * mi / (__builtin_sqrtf(vi) / bc2_sqrt + eps);
+    }
+}
+
+CLONES void ck_gated_residual(const float *x, const float *gate, const float *a, float *y, ptrdiff_t rows,
+                              ptrdiff_t n) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n, *ar = a + r * n;
+        float *yr = y + r * n;
+        for (ptrdiff_t j = 0; j < n; j++) yr[j] = xr[j] + gate[j] * ar[j];
+    }
+}
+
+CLONES void ck_modulate(const float *x, const float *shift, const float *scale, float *y, ptrdiff_t rows,
+                        ptrdiff_t n) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        for (ptrdiff_t j = 0; j < n; j++) yr[j] = xr[j] * (1.0f + scale[j]) + shift[j];
+    }
+}
+
+CLONES void ck_scale_rows(const float *g, const float *s, float add, float *y, ptrdiff_t rows, ptrdiff_t n) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *gr = g + r * n;
+        float *yr = y + r * n;
+        for (ptrdiff_t j = 0; j < n; j++) yr[j] = gr[j] * (add + s[j]);
+    }
+}

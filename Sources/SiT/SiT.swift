@@ -232,15 +232,15 @@ public final class SiTBlock: Module {
 
     /// x: (N, T, D), siluC: SiLU(c) (N, D) -> (N, T, D)
     public func callAsFunction(_ x: Tensor, _ siluC: Tensor) -> Tensor {
-        let (n, d) = (x.dim(0), x.dim(2))
+        let d = x.dim(2)
         let m = adaLN.linear(siluC)                                           // (N, 6D)
         let chunk = { (i: Int) in m.slice(axis: 1, (i * d)..<((i + 1) * d)) }  // (N, D)
         let (shift1, scale1, gate1) = (chunk(0), chunk(1), chunk(2))
         let (shift2, scale2, gate2) = (chunk(3), chunk(4), chunk(5))
         let a = attn(modulate(x.layerNorm(eps: 1e-6), shift: shift1, scale: scale1))   // (N, T, D)
-        let h = x + gate1.reshaped([n, 1, d]) * a                                       // (N, T, D)
+        let h = gatedResidual(x, gate: gate1, a)                                         // (N, T, D)
         let f = mlp(modulate(h.layerNorm(eps: 1e-6), shift: shift2, scale: scale2))    // (N, T, D)
-        return h + gate2.reshaped([n, 1, d]) * f                                        // (N, T, D)
+        return gatedResidual(h, gate: gate2, f)                                          // (N, T, D)
     }
 }
 

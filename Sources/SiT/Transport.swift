@@ -168,11 +168,11 @@ public final class SiTTrainer {
         guard value.isFinite else { throw SiTError.nonFinite("training loss \(value) at step \(stepCount)") }
         loss.backward()
         let params = optimizer.parameters
-        let norm = clipGradNorm(params, maxNorm: maxGradNorm)
+        let norm = gradientNorm(params)
         let lr = schedule.lr(at: stepCount)
         optimizer.lr = lr
         Autograd.noGrad {
-            optimizer.update()
+            optimizer.update(gradientScale: clipCoefficient(norm: norm, maxNorm: maxGradNorm))
             if let ema { EMA.update(ema, from: model, decay: emaDecay) }
         }
         model.zeroGrad()

@@ -199,40 +199,83 @@ public func modulate(_ x: Tensor, shift: Tensor, scale: Tensor) -> Tensor {
                  "modulate: shift \(shift.shape) / scale \(scale.shape) for x \(x.shape)")
     let out = Tensor(uninitialized: x.shape)
     let px = x.pointer, po = out.pointer, ps = shift.pointer, pc = scale.pointer
-    parallelFor(n * t, grain: Swift.max(1, 8192 / Swift.max(d, 1))) { lo, hi in
-        for r in lo..<hi {
-            let b = r / t
-            let xr = px + r * d, yr = po + r * d, sh = ps + b * d, sc = pc + b * d
-            for j in 0..<d { yr[j] = xr[j] * (1 + sc[j]) + sh[j] }
-        }
+    perBatchRows(n: n, t: t, d: d) { b, lo, hi in
+        ck_modulate(px + (b * t + lo) * d, ps + b * d, pc + b * d, po + (b * t + lo) * d, hi - lo, d)
     }
     return out.record("modulate", [x, shift, scale]) { g, needs in
         let pg = g.pointer
-        var dx: Tensor? = nil, dshift: Tensor? = nil, dscale: Tensor? = nil
+        var dx: Tensor? = nil
         if needs[0] {
             let dxt = Tensor(uninitialized: x.shape)
             let pd = dxt.pointer
-            for r in 0..<(n * t) {
-                let b = r / t
-                for j in 0..<d { pd[r * d + j] = pg[r * d + j] * (1 + pc[b * d + j]) }
+            perBatchRows(n: n, t: t, d: d) { b, lo, hi in
+                ck_scale_rows(pg + (b * t + lo) * d, pc + b * d, 1, pd + (b * t + lo) * d, hi - lo, d)
             }
             dx = dxt
         }
-        if needs[1] || needs[2] {
-            let dsh = Tensor(zeros: shift.shape), dsc = Tensor(zeros: scale.shape)
-            let p1 = dsh.pointer, p2 = dsc.pointer
-            for r in 0..<(n * t) {
-                let b = r / t
-                for j in 0..<d {
-                    p1[b * d + j] += pg[r * d + j]
-                    p2[b * d + j] += pg[r * d + j] * px[r * d + j]
-                }
-            }
-            dshift = needs[1] ? dsh : nil
-            dscale = needs[2] ? dsc : nil
-        }
+        let dshift = needs[1] ? sumOverTokens(pg, nil, n: n, t: t, d: d) : nil
+        let dscale = needs[2] ? sumOverTokens(pg, px, n: n, t: t, d: d) : nil
         return [dx, dshift, dscale]
     }
+}
+
+/// Gated residual of adaLN-Zero: x + gate * a with x, a (N, T, D) and gate (N, D), in one pass.
+/// Backward: dx = dy, da = dy gate, dgate = sum_T dy a.
+public func gatedResidual(_ x: Tensor, gate: Tensor, _ a: Tensor) -> Tensor {
+    let n = x.dim(0), t = x.dim(1), d = x.dim(2)
+    precondition(x.shape == a.shape && gate.count == n * d,
+                 "gatedResidual: x \(x.shape), a \(a.shape), gate \(gate.shape)")
+    let out = Tensor(uninitialized: x.shape)
+    let px = x.pointer, pa = a.pointer, pgate = gate.pointer, po = out.pointer
+    perBatchRows(n: n, t: t, d: d) { b, lo, hi in
+        let off = (b * t + lo) * d
+        ck_gated_residual(px + off, pgate + b * d, pa + off, po + off, hi - lo, d)
+    }
+    return out.record("gated_residual", [x, gate, a]) { g, needs in
+        let pg = g.pointer
+        var da: Tensor? = nil
+        if needs[2] {
+            let dat = Tensor(uninitialized: a.shape)
+            let pd = dat.pointer
+            perBatchRows(n: n, t: t, d: d) { b, lo, hi in
+                ck_scale_rows(pg + (b * t + lo) * d, pgate + b * d, 0, pd + (b * t + lo) * d, hi - lo, d)
+            }
+            da = dat
+        }
+        let dgate = needs[1] ? sumOverTokens(pg, pa, n: n, t: t, d: d).reshaped(gate.shape) : nil
+        return [needs[0] ? g : nil, dgate, da]
+    }
+}
+
+/// Runs body(batch, rowLo, rowHi) over the T rows of each of N batch entries, in parallel chunks.
+@inline(__always)
+private func perBatchRows(n: Int, t: Int, d: Int, _ body: (Int, Int, Int) -> Void) {
+    let grain = Swift.max(1, 8192 / Swift.max(d, 1))
+    parallelFor(n * t, grain: grain) { lo, hi in
+        var r = lo
+        while r < hi {
+            let b = r / t, end = Swift.min(hi, (b + 1) * t)
+            body(b, r - b * t, end - b * t)
+            r = end
+        }
+    }
+}
+
+/// (N, D) sums over the T rows of each batch entry of g (N, T, D), or of g * x when x is given.
+private func sumOverTokens(_ g: UnsafePointer<Float>, _ x: UnsafePointer<Float>?, n: Int, t: Int, d: Int) -> Tensor {
+    let out = Tensor(zeros: [n, d])
+    let po = out.pointer
+    parallelFor(n * d, grain: Swift.max(16, 65536 / Swift.max(t, 1))) { lo, hi in
+        var c = lo
+        while c < hi {
+            let b = c / d, j0 = c - b * d, j1 = Swift.min(d, j0 + (hi - c))
+            let off = b * t * d + j0
+            if let x { ck_add_rows_product(g + off, x + off, t, j1 - j0, d, po + b * d + j0) }
+            else { ck_add_rows(g + off, t, j1 - j0, d, po + b * d + j0) }
+            c += j1 - j0
+        }
+    }
+    return out
 }
 
 /// Numerically stable softmax of one row (shared by the softmax op and attention).

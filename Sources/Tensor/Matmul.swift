@@ -1,6 +1,7 @@
 // Matrix products through cblas_sgemm: plain, transposed, batched, and the fused Linear.
 
 import CBLAS
+import CKernels
 import Foundation
 
 /// C[M,N] = alpha * op(A) op(B) + beta * C on raw row-major buffers with leading dimensions.
@@ -110,8 +111,19 @@ public func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
             grads[1] = dw
         }
         if inputs.count == 3 {
-            grads.append(needs[2] ? g2.sum(axes: [0]).reshaped(bias!.shape) : nil)
+            grads.append(needs[2] ? columnSums(g2.pointer, rows: rows, width: outF).reshaped(bias!.shape) : nil)
         }
         return grads
     }
+}
+
+/// Sums of the columns of a row-major (rows, width) buffer: (width,), in parallel over column
+/// ranges (float accumulation, as PyTorch's bias gradients).
+func columnSums(_ p: UnsafePointer<Float>, rows: Int, width: Int) -> Tensor {
+    let out = Tensor(zeros: [width])
+    let po = out.pointer
+    parallelFor(width, grain: Swift.max(16, 65536 / Swift.max(rows, 1))) { lo, hi in
+        ck_add_rows(p + lo, rows, hi - lo, width, po + lo)
+    }
+    return out
 }

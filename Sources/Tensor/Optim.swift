@@ -1,6 +1,7 @@
 // Optimizers and training utilities: AdamW, EMA, global gradient-norm clipping, learning-rate
 // schedules. Their state saves and restores exactly.
 
+import CKernels
 import Foundation
 
 /// AdamW as in PyTorch (decoupled weight decay, bias correction, eps outside the square root).
@@ -27,8 +28,10 @@ public final class AdamW {
         v = parameters.map { Tensor(zeros: $0.1.shape) }
     }
 
-    /// One update from each parameter's `.grad` (parameters without a gradient are skipped).
-    public func update() {
+    /// One update from each parameter's `.grad` (parameters without a gradient are skipped),
+    /// the gradients taken times `gradientScale` (the clipping coefficient of `clipCoefficient`,
+    /// applied here instead of in a separate pass over the gradients).
+    public func update(gradientScale: Float = 1) {
         step += 1
         let bc1 = 1 - Foundation.pow(Double(beta1), Double(step))
         let bc2 = 1 - Foundation.pow(Double(beta2), Double(step))
@@ -39,13 +42,7 @@ public final class AdamW {
             guard let g = p.grad else { continue }
             let pp = p.pointer, pg = g.pointer, pm = m[i].pointer, pv = v[i].pointer
             parallelFor(p.count, grain: 1 << 14) { lo, hi in
-                for j in lo..<hi {
-                    pp[j] *= decay
-                    pm[j] = b1 * pm[j] + (1 - b1) * pg[j]
-                    pv[j] = b2 * pv[j] + (1 - b2) * pg[j] * pg[j]
-                    let denom = pv[j].squareRoot() / bc2Sqrt + eps
-                    pp[j] -= stepSize * pm[j] / denom
-                }
+                ck_adamw(pp + lo, pg + lo, pm + lo, pv + lo, hi - lo, gradientScale, b1, b2, eps, decay, stepSize, bc2Sqrt)
             }
         }
     }
@@ -90,24 +87,44 @@ public enum EMA {
     }
 }
 
-/// Scales all gradients so that their global l2 norm is at most `maxNorm` (PyTorch's
-/// clip_grad_norm_: coefficient maxNorm / (norm + 1e-6), clamped to 1). Returns the norm
-/// before clipping.
-@discardableResult
-public func clipGradNorm(_ parameters: [(String, Tensor)], maxNorm: Float) -> Float {
+/// The global l2 norm of the parameters' gradients (parameters without one are skipped).
+public func gradientNorm(_ parameters: [(String, Tensor)]) -> Float {
     var total: Double = 0
     for (_, p) in parameters {
         guard let g = p.grad else { continue }
-        var s: Double = 0
-        for j in 0..<g.count { let x = Double(g.pointer[j]); s += x * x }
-        total += s
+        let pg = g.pointer
+        let chunks = max(1, min(Threads.count, g.count >> 16))
+        var partial = [Double](repeating: 0, count: chunks)
+        partial.withUnsafeMutableBufferPointer { out in
+            let po = out.baseAddress!
+            parallelFor(chunks) { lo, hi in
+                for c in lo..<hi {
+                    let a = g.count * c / chunks, b = g.count * (c + 1) / chunks
+                    po[c] = ck_sum_squares(pg + a, b - a)
+                }
+            }
+        }
+        total += partial.reduce(0, +)
     }
-    let norm = Float(total.squareRoot())
-    let coef = maxNorm / (norm + 1e-6)
+    return Float(total.squareRoot())
+}
+
+/// PyTorch's clip_grad_norm_ coefficient for a gradient norm: maxNorm / (norm + 1e-6), clamped to 1.
+public func clipCoefficient(norm: Float, maxNorm: Float) -> Float {
+    min(1, maxNorm / (norm + 1e-6))
+}
+
+/// Scales all gradients so that their global l2 norm is at most `maxNorm` (PyTorch's
+/// clip_grad_norm_). Returns the norm before clipping.
+@discardableResult
+public func clipGradNorm(_ parameters: [(String, Tensor)], maxNorm: Float) -> Float {
+    let norm = gradientNorm(parameters)
+    let coef = clipCoefficient(norm: norm, maxNorm: maxNorm)
     if coef < 1 {
         for (_, p) in parameters {
             guard let g = p.grad else { continue }
-            for j in 0..<g.count { g.pointer[j] *= coef }
+            let pg = g.pointer
+            parallelFor(g.count, grain: 1 << 15) { lo, hi in for j in lo..<hi { pg[j] *= coef } }
         }
     }
     return norm

@@ -252,9 +252,9 @@ public final class TokenizerTrainer {
         try afterBackward?(fwd)
         model.quantizer.recordUsage(fwd.quantized)
         lastUsage = model.quantizer.stats(fwd.quantized)
-        stats.gradNorm = clipGradNorm(optimizer.parameters, maxNorm: maxGradNorm)
+        stats.gradNorm = gradientNorm(optimizer.parameters)
         optimizer.lr = schedule.lr(at: step)
-        Autograd.noGrad { optimizer.update() }
+        Autograd.noGrad { optimizer.update(gradientScale: clipCoefficient(norm: stats.gradNorm, maxNorm: maxGradNorm)) }
         if let ema {
             EMA.update(ema, from: model, decay: emaDecay)
             if let a = ema.quantizer.codebookUsed, let b = model.quantizer.codebookUsed { a.assign(b) }

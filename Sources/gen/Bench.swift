@@ -43,12 +43,23 @@ struct Bench: ParsableCommand {
         @Option(help: "Sampler steps of the end-to-end guided image.") var steps = 25
         @Flag(name: .customLong("skip-512"), help: "Leave out the 4096-token (512 px) forward, which takes about a minute.") var skip512 = false
         @Flag(help: "Tiny model, proves the command works (used by CI).") var smoke = false
+        @Option(help: "Only the variants over these token counts, comma-separated (64, 32, 1024, 256, 4096).") var tokens: String?
+        @Flag(name: .customLong("no-end-to-end"), help: "Leave out the end-to-end guided image.") var noEndToEnd = false
         @Option(help: "Output path prefix for the .md, .json and .png files.") var out: String?
 
         func run() throws {
             compute.apply()
             try userFacing {
-                let report = try GenerationBenchmark.run(repeats: repeats, steps: steps, include512: !skip512, smoke: smoke)
+                var only: Set<Int>? = nil
+                if let tokens {
+                    let values = tokens.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                    guard values.allSatisfy({ $0 != nil }), !values.isEmpty else {
+                        throw ValidationError("--tokens takes comma-separated token counts such as 64,1024; got \"\(tokens)\".")
+                    }
+                    only = Set(values.compactMap { $0 })
+                }
+                let report = try GenerationBenchmark.run(repeats: repeats, steps: steps, include512: !skip512, smoke: smoke,
+                                                         tokens: only, endToEnd: !noEndToEnd)
                 let md = report.markdown()
                 print("")
                 print(md)

@@ -129,6 +129,37 @@ final class OpGradientTests: XCTestCase {
         checkGradients("modulate", [h, shift, scale]) { modulate($0[0], shift: $0[1], scale: $0[2]) }
     }
 
+    func testGatedResidual() {
+        let x = randn([2, 3, 5], seed: 95), gate = randn([2, 5], seed: 96), a = randn([2, 3, 5], seed: 97)
+        checkGradients("gated residual", [x, gate, a]) { gatedResidual($0[0], gate: $0[1], $0[2]) }
+    }
+
+    /// The fused adaLN kernels against the same formulas composed of broadcasting ops, forward and
+    /// backward, at sizes where the parallel chunks split a batch entry in the middle.
+    func testFusedAdaLNKernelsMatchComposedOps() {
+        let (n, t, d) = (3, 100, 900)
+        let x = randn([n, t, d], seed: 120), a = randn([n, t, d], seed: 121)
+        let gate = randn([n, d], seed: 122), shift = randn([n, d], seed: 123), scale = randn([n, d], seed: 124)
+        let upstream = randn([n, t, d], seed: 125)
+        func run(_ f: ([Tensor]) -> Tensor, _ inputs: [Tensor]) -> [[Float]] {
+            let leaves = inputs.map { $0.copy() }
+            for l in leaves { l.requiresGrad = true }
+            let y = f(leaves)
+            (y * upstream).sum().backward()
+            return [y.scalars] + leaves.map { $0.grad!.scalars }
+        }
+        let fusedG = run({ gatedResidual($0[0], gate: $0[1], $0[2]) }, [x, gate, a])
+        let plainG = run({ $0[0] + $0[1].reshaped([n, 1, d]) * $0[2] }, [x, gate, a])
+        let fusedM = run({ modulate($0[0], shift: $0[1], scale: $0[2]) }, [x, shift, scale])
+        let plainM = run({ $0[0] * ($0[2].reshaped([n, 1, d]) + 1) + $0[1].reshaped([n, 1, d]) }, [x, shift, scale])
+        for (name, fused, plain) in [("gated residual", fusedG, plainG), ("modulate", fusedM, plainM)] {
+            for (i, (f, p)) in zip(fused, plain).enumerated() {
+                let scaleOf = Double(p.map { Swift.abs($0) }.max() ?? 1)
+                XCTAssertLessThan(Double(maxAbsDiff(f, p)), 1e-5 * Swift.max(1, scaleOf), "\(name), output/gradient \(i)")
+            }
+        }
+    }
+
     func testAttention() {
         for (n, h, t, dh) in [(1, 1, 3, 4), (2, 3, 5, 2), (1, 2, 7, 3)] {
             let q = randn([n, h, t, dh], seed: 100), k = randn([n, h, t, dh], seed: 101), v = randn([n, h, t, dh], seed: 102)

@@ -19,4 +19,20 @@ void ck_gelu_erf_grad(const float *x, const float *g, float *dx, ptrdiff_t n);
 void ck_softmax_row(const float *x, float *y, ptrdiff_t n);
 /// y[i] = x[i] + b[i % width] applied over rows, then GELU-tanh: fused bias + activation.
 void ck_bias_gelu_tanh_rows(float *y, const float *bias, ptrdiff_t rows, ptrdiff_t width);
+/// Sum of squares (float partial sums over blocks of 1024, total in double).
+double ck_sum_squares(const float *x, ptrdiff_t n);
+/// acc[j] += sum over r < rows of x[r * ld + j], j < n.
+void ck_add_rows(const float *x, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, float *acc);
+/// acc[j] += sum over r of a[r * ld + j] * b[r * ld + j].
+void ck_add_rows_product(const float *a, const float *b, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, float *acc);
+/// One AdamW update of n parameters with gradient g * gscale (PyTorch's formula: decoupled
+/// decay p *= decay, moments, p -= step_size * m / (sqrt(v) / bc2_sqrt + eps)).
+void ck_adamw(float *p, const float *g, float *m, float *v, ptrdiff_t n, float gscale, float b1, float b2,
+              float eps, float decay, float step_size, float bc2_sqrt);
+/// y = x + gate * a over rows of n (gate: n values shared by the rows).
+void ck_gated_residual(const float *x, const float *gate, const float *a, float *y, ptrdiff_t rows, ptrdiff_t n);
+/// y = x * (1 + scale) + shift over rows of n (shift, scale: n values shared by the rows).
+void ck_modulate(const float *x, const float *shift, const float *scale, float *y, ptrdiff_t rows, ptrdiff_t n);
+/// y = g * (add + s) over rows of n (s: n values shared by the rows).
+void ck_scale_rows(const float *g, const float *s, float add, float *y, ptrdiff_t rows, ptrdiff_t n);
 #endif

@@ -44,6 +44,33 @@ public struct GenerationBenchReport: Codable, Sendable {
     }
 }
 
+/// A raw cblas_sgemm C[m, 4608] = A[m, 1152] B[4608, 1152]^T (the Linear layout of the MLP's
+/// first product), repeated so that one timed case lasts about as long as a forward.
+final class SgemmReference {
+    let m: Int, n = 4608, k = 1152
+    let calls: Int
+    let a: Tensor, b: Tensor, c: Tensor
+
+    init(m: Int) {
+        self.m = m
+        var rng = RandomGenerator(seed: 2)
+        a = rng.uniformTensor([m, k], low: -1, high: 1)
+        b = rng.uniformTensor([n, k], low: -1, high: 1)
+        c = Tensor(zeros: [m, n])
+        calls = max(1, 2_000_000_000 / (2 * m * n * k))     // ~2 GFLOP per case
+    }
+
+    func run() {
+        for _ in 0..<calls {
+            sgemm(transA: false, transB: true, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k,
+                  c: c.pointer, ldc: n)
+        }
+    }
+
+    /// GFLOP/s of one case that took `seconds`.
+    func gflops(_ seconds: Double) -> Double { Double(calls) * 2 * Double(m * n * k) / seconds / 1e9 }
+}
+
 public enum GenerationBenchmark {
     struct Variant {
         let name: String
@@ -54,7 +81,11 @@ public enum GenerationBenchmark {
     }
 
     /// - steps: sampler steps of the end-to-end guided image.
+    /// - tokens: when given, only the variants over these token counts (64, 32, 1024, 256, 4096);
+    ///   the end-to-end rows need 64 and 1024.
+    /// - endToEnd: include the end-to-end guided image.
     public static func run(repeats: Int = 3, steps: Int = 25, include512: Bool = true, smoke: Bool = false,
+                           tokens: Set<Int>? = nil, endToEnd: Bool = true,
                            log: (String) -> Void = { print($0) }) throws -> GenerationBenchReport {
         var report = GenerationBenchReport(threads: Threads.count)
         let xl = { (tokens: Int) in SiTConfig.xl1SoftVQ(tokens: tokens) }
@@ -73,12 +104,9 @@ public enum GenerationBenchmark {
                 variants.append(Variant(name: "SiT-XL/1, SD-VAE 64x64x4 (4096 tokens, 512 px)", config: .xl(patch: 1, inputSize: 64, inChannels: 4, vae1D: false), batches: [1], rowsPerImage: 1))
             }
         }
+        if let tokens, !smoke { variants = variants.filter { tokens.contains($0.config.numTokens) } }
         report.smallRows = smoke ? 8 : 64
         report.largeRows = smoke ? 16 : 512
-        report.sgemm64 = SiTBenchmark.sgemmGFLOPs(m: report.smallRows)
-        report.sgemmLarge = SiTBenchmark.sgemmGFLOPs(m: report.largeRows)
-        log(String(format: "raw sgemm: %.1f GFLOP/s (64 rows), %.1f GFLOP/s (512 rows)", report.sgemm64, report.sgemmLarge))
-
         // Build every model once (random weights of the released shapes).
         var models: [(Variant, SiT)] = []
         for v in variants {
@@ -98,9 +126,18 @@ public enum GenerationBenchmark {
                 cases.append(("\(v.name) b\(b)", { _ = try? Autograd.noGrad { try m(x, t: t, y: y) } }, v, b))
             }
         }
+        // The raw sgemm references are cases of the same rounds, so that they see the same machine.
+        let sgemmSmall = SgemmReference(m: report.smallRows), sgemmLarge = SgemmReference(m: report.largeRows)
         // Warm-up, then interleaved rounds: every case once per round.
-        log("timing \(cases.count) cases in \(repeats) interleaved rounds ...")
-        let stats = Autograd.noGrad { measureInterleaved(cases.map { ($0.0, $0.1) }, warmup: 1, repeats: repeats) }
+        log("timing \(cases.count) cases and 2 raw sgemm references in \(repeats) interleaved rounds ...")
+        let stats = Autograd.noGrad {
+            measureInterleaved([("sgemm small", sgemmSmall.run), ("sgemm large", sgemmLarge.run)] + cases.map { ($0.0, $0.1) },
+                               warmup: 1, repeats: repeats)
+        }
+        report.sgemm64 = sgemmSmall.gflops(stats["sgemm small"]!.median)
+        report.sgemmLarge = sgemmLarge.gflops(stats["sgemm large"]!.median)
+        log(String(format: "raw sgemm: %.1f GFLOP/s (%d rows), %.1f GFLOP/s (%d rows)", report.sgemm64, report.smallRows,
+                   report.sgemmLarge, report.largeRows))
         for (name, _, v, b) in cases {
             let s = stats[name]!
             let flops = SiTBenchmark.forwardFLOPs(v.config, batch: b) / 1e9
@@ -124,7 +161,7 @@ public enum GenerationBenchmark {
             // uncond as one batch of 2) plus the SoftVQ-L-64 decode, against the same number of
             // guided steps over 1024 tokens (taken as steps x the measured batch-2 forward; the
             // SD-VAE decoder is not included).
-            let (_, sit64) = models[0]
+            guard endToEnd, let sit64 = models.first(where: { $0.0.config.numTokens == 64 })?.1 else { return report }
             var tokCfg = try TokenizerConfig.preset("softvq-l-64")
             tokCfg.vqStd = 1
             let tok = try SoftVQModel(config: tokCfg, initialization: .uninitialized)
