@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Tensor"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
         // End-to-end tests of the gen executable (subprocesses, including kill -9 and resume).
-        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline"]),
+        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline", "SiT", "Tensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Pipeline
+import SiT
 import Tensor
 
 /// The gen executable next to the test bundle.
@@ -145,8 +146,33 @@ final class GenChainTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("truncated"), r.stderr)
     }
 
+    /// gen init writes checkpoints that the real sampling path loads; the official initialization
+    /// (adaLN-Zero) gives a zero velocity, so the sample is the decoded starting noise.
+    func testInitWritesLoadableCheckpoints() throws {
+        let d = tempDir("init")
+        var r = try gen(["init", "tokenizer", "--preset", "fashion32-small", "--out", d + "/tok"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try gen(["init", "sit", "--size", "S", "--tokens", "32", "--channels", "8", "--classes", "10", "--out", d + "/sit"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("SiT-S/1"), r.stdout)
+        let sit = try SiT.load(folder: d + "/sit", warn: { _ in })
+        XCTAssertEqual(sit.config.numTokens, 32)
+        let v = try Autograd.noGrad { try sit(Tensor(repeating: 0.5, shape: [1, 32, 8]), t: [0.5], y: [3]) }
+        XCTAssertEqual(v.scalars.map(abs).max(), 0)
+        r = try gen(["sample", "--sit", d + "/sit", "--tokenizer", d + "/tok", "--classes", "0", "--per-class", "1", "--steps", "2", "--out", d + "/s"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let before = FileManager.default.contents(atPath: d + "/sit/model.safetensors")
+        r = try gen(["init", "sit", "--size", "S", "--tokens", "32", "--channels", "8", "--classes", "10", "--out", d + "/sit"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("already exists"), r.stderr)
+        XCTAssertEqual(FileManager.default.contents(atPath: d + "/sit/model.safetensors"), before)
+        r = try gen(["init", "sit", "--size", "XXL", "--out", d + "/bad"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+    }
+
     func testEveryCommandHasHelpWithAnExample() throws {
-        for cmd in ["train-tokenizer", "precompute", "train", "sample", "reconstruct", "eval", "train-classifier", "info", "bench kernels"] {
+        for cmd in ["train-tokenizer", "precompute", "train", "sample", "reconstruct", "eval", "train-classifier", "info", "bench kernels", "init"] {
             let r = try gen(cmd.split(separator: " ").map(String.init) + ["--help"])
             XCTAssertEqual(r.status, 0, cmd)
             XCTAssertTrue(r.stdout.contains("Example"), "\(cmd) --help has no example")

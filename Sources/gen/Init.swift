@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Pipeline
+import SiT
+import Tensor
+import Tokenizer
+
+/// `gen init`: checkpoints of the released shapes with the official random initialization.
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a randomly initialized checkpoint of a released shape (no download needed).",
+        discussion: """
+        For starting a full-size run, or for timing and measuring the memory of the real `gen sample` \
+        path at full size before any weights exist.
+
+        Examples:
+          gen init sit --size XL --tokens 64 --channels 32 --out /tmp/sit-xl1-64
+          gen init tokenizer --preset softvq-l-64 --out /tmp/softvq-l-64
+          /usr/bin/time -v gen sample --sit /tmp/sit-xl1-64 --tokenizer /tmp/softvq-l-64 --classes 207 --per-class 1 --cfg 1.5 --steps 25 --out /tmp/xl-sample
+        """,
+        subcommands: [SiTModel.self, TokenizerModel.self])
+
+    struct SiTModel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sit",
+            abstract: "A SiT over 1-D SoftVQ tokens (patch 1) with the official initialization (adaLN-Zero: its velocity is 0 until trained).")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "S, B, L or XL.") var size = "XL"
+        @Option(help: "Latent tokens.") var tokens = 64
+        @Option(help: "Latent channels (the tokenizer's codeword dimension).") var channels = 32
+        @Option(help: "Classes (plus the null class of guidance).") var classes = 1000
+        @Option(help: "Seed of the initialization.") var seed: UInt64 = 0
+        @Option(help: "Destination folder (config.json + model.safetensors).") var out: String
+        @Flag(help: "Replace an existing checkpoint in --out.") var overwrite = false
+
+        func run() throws {
+            compute.apply()
+            try userFacing {
+                guard let s = SiTSize(rawValue: size.uppercased()) else {
+                    throw PipelineError.invalidArgument("Unknown SiT size '\(size)'; use S, B, L or XL.")
+                }
+                try refuseExisting(out, overwrite: overwrite)
+                let config = SiTConfig.preset(s, patch: 1, inputSize: tokens, inChannels: channels, numClasses: classes, vae1D: true)
+                var rng = RandomGenerator(seed: seed)
+                let model = try SiT(config: config, rng: &rng)
+                try model.save(folder: out)
+                print("Wrote \(out): SiT-\(s.rawValue)/1 over \(tokens) tokens x \(channels) channels, \(model.parameterCount) parameters.")
+            }
+        }
+    }
+
+    struct TokenizerModel: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tokenizer",
+            abstract: "A SoftVQ-VAE tokenizer preset with random initialization.")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Tokenizer preset (softvq-l-64, softvq-b-64, fashion32, ...).") var preset = "softvq-l-64"
+        @Option(help: "Seed of the initialization.") var seed: UInt64 = 0
+        @Option(help: "Destination folder (config.json + model.safetensors).") var out: String
+        @Flag(help: "Replace an existing checkpoint in --out.") var overwrite = false
+
+        func run() throws {
+            compute.apply()
+            try userFacing {
+                try refuseExisting(out, overwrite: overwrite)
+                let config = try TokenizerConfig.preset(preset)
+                let model = try SoftVQModel(config: config, initialization: .random(seed: seed))
+                try model.save(folder: out)
+                print("Wrote \(out): \(preset), \(model.parameterCount) parameters.")
+            }
+        }
+    }
+}
+
+private func refuseExisting(_ folder: String, overwrite: Bool) throws {
+    let weights = (folder as NSString).appendingPathComponent("model.safetensors")
+    if FileManager.default.fileExists(atPath: weights) && !overwrite {
+        throw PipelineError.invalidArgument("\(weights) already exists; pass --overwrite to replace it.")
+    }
+}
