@@ -202,3 +202,54 @@ CLONES void ck_scale_rows(const float *g, const float *s, float add, float *y, p
         for (ptrdiff_t j = 0; j < n; j++) yr[j] = gr[j] * (add + s[j]);
     }
 }
+
+// ---- Linear over a few rows (adaLN and timestep MLPs at small batch) ----
+// y[r, j] = bias[j] + x[r, :] . w[j, :] for j in [j0, j1): each weight row is read once from
+// memory for up to four input rows (sgemm would pack the whole weight first, tripling the
+// memory traffic of what is a memory-bound product).
+
+static inline float hsum16(const float *a) {
+    float s = 0;
+    for (int l = 0; l < 16; l++) s += a[l];
+    return s;
+}
+
+CLONES void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, const float *bias, float *y,
+                               ptrdiff_t k, ptrdiff_t ldy, ptrdiff_t j0, ptrdiff_t j1) {
+    ptrdiff_t kv = k / 16 * 16;
+    for (ptrdiff_t j = j0; j < j1; j++) {
+        const float *wj = w + j * k;
+        float b = bias ? bias[j] : 0.0f;
+        ptrdiff_t r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            const float *x0 = x + r * k, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+            float a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
+            for (ptrdiff_t i = 0; i < kv; i += 16) {
+                for (int l = 0; l < 16; l++) {
+                    float wv = wj[i + l];
+                    a0[l] += x0[i + l] * wv;
+                    a1[l] += x1[i + l] * wv;
+                    a2[l] += x2[i + l] * wv;
+                    a3[l] += x3[i + l] * wv;
+                }
+            }
+            float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);
+            for (ptrdiff_t i = kv; i < k; i++) {
+                s0 += x0[i] * wj[i]; s1 += x1[i] * wj[i]; s2 += x2[i] * wj[i]; s3 += x3[i] * wj[i];
+            }
+            y[r * ldy + j] = s0 + b;
+            y[(r + 1) * ldy + j] = s1 + b;
+            y[(r + 2) * ldy + j] = s2 + b;
+            y[(r + 3) * ldy + j] = s3 + b;
+        }
+        for (; r < rows; r++) {
+            const float *xr = x + r * k;
+            float a[16] = {0};
+            for (ptrdiff_t i = 0; i < kv; i += 16)
+                for (int l = 0; l < 16; l++) a[l] += xr[i + l] * wj[i + l];
+            float s = hsum16(a);
+            for (ptrdiff_t i = kv; i < k; i++) s += xr[i] * wj[i];
+            y[r * ldy + j] = s + b;
+        }
+    }
+}

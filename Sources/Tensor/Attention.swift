@@ -16,19 +16,28 @@ private func attentionCore(batch: Int, heads: Int, t: Int, dh: Int,
                            ldq: Int, ldk: Int, ldv: Int, ldo: Int,
                            views: (Int, Int) -> HeadViews, saveP: UnsafeMutablePointer<Float>?) {
     let scale = 1 / Float(dh).squareRoot()
-    let scratch = saveP == nil ? Tensor(uninitialized: [t, t]) : nil
-    for n in 0..<batch {
-        for h in 0..<heads {
-            let hv = views(n, h)
-            let p = saveP.map { $0 + (n * heads + h) * t * t } ?? scratch!.pointer
+    // One (batch, head) pair per task: each thread runs whole heads with single-threaded BLAS.
+    forEachHead(batch * heads) { lo, hi in
+        let scratch = saveP == nil ? Tensor(uninitialized: [t, t]) : nil
+        for pair in lo..<hi {
+            let hv = views(pair / heads, pair % heads)
+            let p = saveP.map { $0 + pair * t * t } ?? scratch!.pointer
             sgemm(transA: false, transB: true, m: t, n: t, k: dh, alpha: scale,
                   a: hv.q, lda: ldq, b: hv.k, ldb: ldk, c: p, ldc: t)
-            parallelFor(t, grain: Swift.max(1, 16384 / Swift.max(t, 1))) { lo, hi in
-                for r in lo..<hi { softmaxRow(p + r * t, p + r * t, t) }
-            }
+            for r in 0..<t { softmaxRow(p + r * t, p + r * t, t) }
             sgemm(transA: false, transB: false, m: t, n: dh, k: t,
                   a: p, lda: t, b: hv.v, ldb: ldv, c: hv.o, ldc: ldo)
         }
+    }
+}
+
+/// Runs body over chunks of `pairs` (batch, head) tasks: in parallel with serial BLAS when
+/// there are at least two, else one task with BLAS's own threads.
+private func forEachHead(_ pairs: Int, _ body: (Int, Int) -> Void) {
+    if pairs >= 2 && Threads.count > 1 {
+        Threads.withSerialBLAS { parallelFor(pairs, grain: 1, body) }
+    } else {
+        body(0, pairs)
     }
 }
 
@@ -38,11 +47,11 @@ private func attentionCoreBackward(batch: Int, heads: Int, t: Int, dh: Int,
                                    fwd: (Int, Int) -> HeadViews, grad: (Int, Int) -> HeadViews,
                                    probs: UnsafeMutablePointer<Float>) {
     let scale = 1 / Float(dh).squareRoot()
-    let dp = Tensor(uninitialized: [t, t])
-    for n in 0..<batch {
-        for h in 0..<heads {
-            let f = fwd(n, h), g = grad(n, h)
-            let p = probs + (n * heads + h) * t * t
+    forEachHead(batch * heads) { lo, hi in
+        let dp = Tensor(uninitialized: [t, t])
+        for pair in lo..<hi {
+            let f = fwd(pair / heads, pair % heads), g = grad(pair / heads, pair % heads)
+            let p = probs + pair * t * t
             // dV = P^T dO
             sgemm(transA: true, transB: false, m: t, n: dh, k: t, a: p, lda: t, b: g.o, ldb: ldo, c: g.v, ldc: ldv)
             // dP = dO V^T

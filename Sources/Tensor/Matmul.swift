@@ -78,6 +78,11 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     }
 }
 
+/// Up to this many rows, `linear` streams the weight once through a dot-product kernel instead
+/// of calling sgemm (which packs the whole weight first): the adaLN and timestep products of
+/// sampling at batch 1-8.
+let fewRowsLimit = 8
+
 /// y = x W^T + b with W in PyTorch's [out, in] layout; x: (..., in) -> (..., out).
 /// The bias is written into the output first and the product accumulated onto it.
 public func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
@@ -85,13 +90,21 @@ public func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
     precondition(x.dim(-1) == inF, "linear: input \(x.shape) does not end in \(inF) (weight \(weight.shape))")
     let rows = x.count / inF
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
-    if let bias {
-        precondition(bias.count == outF, "linear: bias \(bias.shape) for \(outF) outputs")
-        let po = out.pointer, pb = bias.pointer
-        for r in 0..<rows { (po + r * outF).update(from: pb, count: outF) }
+    if let bias { precondition(bias.count == outF, "linear: bias \(bias.shape) for \(outF) outputs") }
+    if rows <= fewRowsLimit && inF * outF >= 1 << 16 {
+        // Memory-bound: stream each weight row once for all rows (no packing of the weight).
+        let px = x.pointer, pw = weight.pointer, pb = bias?.pointer, po = out.pointer
+        parallelFor(outF, grain: 256) { lo, hi in
+            ck_linear_few_rows(px, rows, pw, pb, po, inF, outF, lo, hi)
+        }
+    } else {
+        if let bias {
+            let po = out.pointer, pb = bias.pointer
+            for r in 0..<rows { (po + r * outF).update(from: pb, count: outF) }
+        }
+        sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.pointer, lda: inF,
+              b: weight.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: out.pointer, ldc: outF)
     }
-    sgemm(transA: false, transB: true, m: rows, n: outF, k: inF, a: x.pointer, lda: inF,
-          b: weight.pointer, ldb: inF, beta: bias == nil ? 0 : 1, c: out.pointer, ldc: outF)
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
     return out.record("linear", inputs) { g, needs in
         let g2 = g.reshaped([rows, outF])

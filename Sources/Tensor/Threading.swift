@@ -23,6 +23,19 @@ public enum Threads {
     }
 }
 
+extension Threads {
+    /// Runs `body` with BLAS limited to the calling thread, for work that parallelizes over many
+    /// small products itself (one product per thread: no hand-off between BLAS threads for
+    /// products of a few hundred kFLOP, which OpenBLAS would otherwise split).
+    public static func withSerialBLAS<R>(_ body: () throws -> R) rethrows -> R {
+        let n = count
+        guard n > 1 else { return try body() }
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(n)) }
+        return try body()
+    }
+}
+
 /// Splits `0..<n` into at most `Threads.count` contiguous chunks of at least `grain` items and
 /// runs `body(lo, hi)` on each, in parallel when there is enough work.
 @inline(__always)

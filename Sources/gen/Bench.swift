@@ -87,11 +87,12 @@ struct Bench: ParsableCommand {
         @OptionGroup var compute: ComputeOptions
         @Option(help: "Timed repetitions.") var repeats = 3
         @Flag(help: "Tiny models, proves the command works (used by CI).") var smoke = false
+        @Flag(name: .customLong("skip-tokenizer"), help: "Only the SiT-B/1 step.") var skipTokenizer = false
 
         func run() throws {
             compute.apply()
             try userFacing {
-                let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke)
+                let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke, includeTokenizer: !skipTokenizer)
                 print("| step | batch | s (median) | min..max | GFLOP/s |\n|---|---|---|---|---|")
                 for r in rows {
                     print(String(format: "| %@ | %d | %.3f | %.3f..%.3f | %.1f |", r.name, r.batch, r.seconds.median, r.seconds.min, r.seconds.max, r.gflopPerSecond))

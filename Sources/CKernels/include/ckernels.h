@@ -35,4 +35,8 @@ void ck_gated_residual(const float *x, const float *gate, const float *a, float 
 void ck_modulate(const float *x, const float *shift, const float *scale, float *y, ptrdiff_t rows, ptrdiff_t n);
 /// y = g * (add + s) over rows of n (s: n values shared by the rows).
 void ck_scale_rows(const float *g, const float *s, float add, float *y, ptrdiff_t rows, ptrdiff_t n);
+/// y[r * ldy + j] = bias[j] + dot(x[r * k ...], w[j * k ...]) for r < rows, j0 <= j < j1 (bias may
+/// be NULL): a Linear over a few rows that reads each weight row once.
+void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, const float *bias, float *y,
+                        ptrdiff_t k, ptrdiff_t ldy, ptrdiff_t j0, ptrdiff_t j1);
 #endif

@@ -17,24 +17,31 @@ public struct KernelBenchmarkRow: Codable, Sendable {
 }
 
 public enum KernelBenchmark {
-    /// (M, K, N): x (M, K) times W^T with W (N, K), the SiT-XL/1 linear shapes.
-    public static let matmulShapes: [(Int, Int, Int)] = [(64, 1152, 3456), (64, 1152, 4608), (512, 1152, 4608)]
+    /// (M, K, N): x (M, K) times W^T with W (N, K), the SiT-XL/1 linear shapes, and its adaLN
+    /// product at batch 1, 2 and 8 (where `linear` streams the weight instead of calling sgemm).
+    public static let matmulShapes: [(Int, Int, Int)] = [(64, 1152, 3456), (64, 1152, 4608), (512, 1152, 4608),
+                                                         (1, 1152, 6912), (2, 1152, 6912), (8, 1152, 6912)]
 
     public static func run(repeats: Int = 20, rows: Int = 512, width: Int = 1152, quick: Bool = false) -> [KernelBenchmarkRow] {
         var out: [KernelBenchmarkRow] = []
         var rng = RandomGenerator(seed: 0)
         let reps = quick ? 2 : repeats
         for (m, k, n) in quick ? [(8, 64, 96)] : matmulShapes {
-            let x = rng.normalTensor([m, k]), w = rng.normalTensor([n, k]), b = rng.normalTensor([n])
+            // Four weight copies used in turn, so that (as in a forward, where every block has its
+            // own) the weight comes from memory rather than from the last-level cache.
+            let x = rng.normalTensor([m, k]), b = rng.normalTensor([n])
+            let ws = (0..<4).map { _ in rng.normalTensor([n, k]) }
+            var turnRaw = 0, turnLinear = 0
             let c = Tensor(uninitialized: [m, n])
             let flops = 2.0 * Double(m * n * k)
             let stats = Autograd.noGrad {
                 measureInterleaved([
                     ("raw", {
+                        turnRaw += 1
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                                    x.pointer, Int32(k), w.pointer, Int32(k), 0, c.pointer, Int32(n))
+                                    x.pointer, Int32(k), ws[turnRaw % 4].pointer, Int32(k), 0, c.pointer, Int32(n))
                     }),
-                    ("linear", { _ = linear(x, w, b) }),
+                    ("linear", { turnLinear += 1; _ = linear(x, ws[turnLinear % 4], b) }),
                 ], warmup: 3, repeats: reps)
             }
             let raw = flops / stats["raw"]!.median / 1e9
