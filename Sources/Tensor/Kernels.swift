@@ -204,15 +204,7 @@ public func modulate(_ x: Tensor, shift: Tensor, scale: Tensor) -> Tensor {
     }
     return out.record("modulate", [x, shift, scale]) { g, needs in
         let pg = g.pointer
-        var dx: Tensor? = nil
-        if needs[0] {
-            let dxt = Tensor(uninitialized: x.shape)
-            let pd = dxt.pointer
-            perBatchRows(n: n, t: t, d: d) { b, lo, hi in
-                ck_scale_rows(pg + (b * t + lo) * d, pc + b * d, 1, pd + (b * t + lo) * d, hi - lo, d)
-            }
-            dx = dxt
-        }
+        let dx = needs[0] ? scaledPerBatch(pg, by: pc, plus: 1, shape: x.shape) : nil
         let dshift = needs[1] ? sumOverTokens(pg, nil, n: n, t: t, d: d) : nil
         let dscale = needs[2] ? sumOverTokens(pg, px, n: n, t: t, d: d) : nil
         return [dx, dshift, dscale]
@@ -233,15 +225,7 @@ public func gatedResidual(_ x: Tensor, gate: Tensor, _ a: Tensor) -> Tensor {
     }
     return out.record("gated_residual", [x, gate, a]) { g, needs in
         let pg = g.pointer
-        var da: Tensor? = nil
-        if needs[2] {
-            let dat = Tensor(uninitialized: a.shape)
-            let pd = dat.pointer
-            perBatchRows(n: n, t: t, d: d) { b, lo, hi in
-                ck_scale_rows(pg + (b * t + lo) * d, pgate + b * d, 0, pd + (b * t + lo) * d, hi - lo, d)
-            }
-            da = dat
-        }
+        let da = needs[2] ? scaledPerBatch(pg, by: pgate, plus: 0, shape: a.shape) : nil
         let dgate = needs[1] ? sumOverTokens(pg, pa, n: n, t: t, d: d).reshaped(gate.shape) : nil
         return [needs[0] ? g : nil, dgate, da]
     }
@@ -259,6 +243,17 @@ private func perBatchRows(n: Int, t: Int, d: Int, _ body: (Int, Int, Int) -> Voi
             r = end
         }
     }
+}
+
+/// g (N, T, D) times (add + s[n]) with s (N, D) broadcast over the T rows: a new tensor.
+private func scaledPerBatch(_ g: UnsafePointer<Float>, by s: UnsafePointer<Float>, plus add: Float, shape: [Int]) -> Tensor {
+    let (n, t, d) = (shape[0], shape[1], shape[2])
+    let out = Tensor(uninitialized: shape)
+    let po = out.pointer
+    perBatchRows(n: n, t: t, d: d) { b, lo, hi in
+        ck_scale_rows(g + (b * t + lo) * d, s + b * d, add, po + (b * t + lo) * d, hi - lo, d)
+    }
+    return out
 }
 
 /// (N, D) sums over the T rows of each batch entry of g (N, T, D), or of g * x when x is given.

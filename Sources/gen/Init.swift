@@ -29,9 +29,7 @@ struct Init: ParsableCommand {
         @Option(help: "Latent tokens.") var tokens = 64
         @Option(help: "Latent channels (the tokenizer's codeword dimension).") var channels = 32
         @Option(help: "Classes (plus the null class of guidance).") var classes = 1000
-        @Option(help: "Seed of the initialization.") var seed: UInt64 = 0
-        @Option(help: "Destination folder (config.json + model.safetensors).") var out: String
-        @Flag(help: "Replace an existing checkpoint in --out.") var overwrite = false
+        @OptionGroup var output: InitOutput
 
         func run() throws {
             compute.apply()
@@ -39,12 +37,12 @@ struct Init: ParsableCommand {
                 guard let s = SiTSize(rawValue: size.uppercased()) else {
                     throw PipelineError.invalidArgument("Unknown SiT size '\(size)'; use S, B, L or XL.")
                 }
-                try refuseExisting(out, overwrite: overwrite)
+                try output.refuseExisting()
                 let config = SiTConfig.preset(s, patch: 1, inputSize: tokens, inChannels: channels, numClasses: classes, vae1D: true)
-                var rng = RandomGenerator(seed: seed)
+                var rng = RandomGenerator(seed: output.seed)
                 let model = try SiT(config: config, rng: &rng)
-                try model.save(folder: out)
-                print("Wrote \(out): SiT-\(s.rawValue)/1 over \(tokens) tokens x \(channels) channels, \(model.parameterCount) parameters.")
+                try model.save(folder: output.out)
+                print("Wrote \(output.out): SiT-\(s.rawValue)/1 over \(tokens) tokens x \(channels) channels, \(model.parameterCount) parameters.")
             }
         }
     }
@@ -55,26 +53,31 @@ struct Init: ParsableCommand {
             abstract: "A SoftVQ-VAE tokenizer preset with random initialization.")
         @OptionGroup var compute: ComputeOptions
         @Option(help: "Tokenizer preset (softvq-l-64, softvq-b-64, fashion32, ...).") var preset = "softvq-l-64"
-        @Option(help: "Seed of the initialization.") var seed: UInt64 = 0
-        @Option(help: "Destination folder (config.json + model.safetensors).") var out: String
-        @Flag(help: "Replace an existing checkpoint in --out.") var overwrite = false
+        @OptionGroup var output: InitOutput
 
         func run() throws {
             compute.apply()
             try userFacing {
-                try refuseExisting(out, overwrite: overwrite)
+                try output.refuseExisting()
                 let config = try TokenizerConfig.preset(preset)
-                let model = try SoftVQModel(config: config, initialization: .random(seed: seed))
-                try model.save(folder: out)
-                print("Wrote \(out): \(preset), \(model.parameterCount) parameters.")
+                let model = try SoftVQModel(config: config, initialization: .random(seed: output.seed))
+                try model.save(folder: output.out)
+                print("Wrote \(output.out): \(preset), \(model.parameterCount) parameters.")
             }
         }
     }
 }
 
-private func refuseExisting(_ folder: String, overwrite: Bool) throws {
-    let weights = (folder as NSString).appendingPathComponent("model.safetensors")
-    if FileManager.default.fileExists(atPath: weights) && !overwrite {
-        throw PipelineError.invalidArgument("\(weights) already exists; pass --overwrite to replace it.")
+/// Seed and destination, shared by the init subcommands.
+struct InitOutput: ParsableArguments {
+    @Option(help: "Seed of the initialization.") var seed: UInt64 = 0
+    @Option(help: "Destination folder (config.json + model.safetensors).") var out: String
+    @Flag(help: "Replace an existing checkpoint in --out.") var overwrite = false
+
+    func refuseExisting() throws {
+        let weights = (out as NSString).appendingPathComponent("model.safetensors")
+        if FileManager.default.fileExists(atPath: weights) && !overwrite {
+            throw PipelineError.invalidArgument("\(weights) already exists; pass --overwrite to replace it.")
+        }
     }
 }

@@ -89,7 +89,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var compute: ComputeOptions
-    @Option(help: "Latent cache made by gen precompute.") var cache: String
+    @Option(help: "Latent cache made by gen precompute (with --resume: the run's own unless given).") var cache: String?
     @Option(help: "Tokenizer folder the cache must come from (checked by weights hash).") var tokenizer: String?
     @Option(help: "Output run folder.") var out: String
     @Option(help: "Model width.") var hidden = 256
@@ -112,8 +112,11 @@ struct Train: ParsableCommand {
 
     func run() throws {
         compute.apply()
+        guard cache != nil || resume else {
+            throw ValidationError("Missing --cache: the latent cache made by gen precompute (only --resume may leave it out).")
+        }
         var o = SiTTrainingOptions()
-        o.cache = cache; o.tokenizer = tokenizer ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
+        o.cache = cache ?? ""; o.tokenizer = tokenizer ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
         o.qkNorm = qkNorm; o.steps = steps ?? (resume ? 0 : 20_000); o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery

@@ -240,7 +240,11 @@ final class GenKillResumeTests: XCTestCase {
             FileManager.default.fileExists(atPath: d + "/cut/checkpoint/state.json")
         }
         XCTAssertTrue(killed)
-        r = try gen(args + ["--out", d + "/cut", "--resume"])
+        // Resumed without --cache: the run's own cache; a different one is refused.
+        r = try gen(["train", "--cache", d + "/tok/checkpoint/model.safetensors", "--out", d + "/cut", "--resume"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("leave out --cache"), r.stderr)
+        r = try gen(["train"] + Array(args.dropFirst(3)) + ["--out", d + "/cut", "--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
         for f in ["model.safetensors", "train-model.safetensors", "optimizer.safetensors"] {
             XCTAssertEqual(FileManager.default.contents(atPath: d + "/full/checkpoint/" + f),

@@ -77,6 +77,9 @@ public final class SiTTrainingJob {
                 let s = try readJSONObject(existing + "/state.json")
                 let saved = try decodeJSONObject(SiTTrainingOptions.self, s["options"] as Any)
                 let steps = options.steps
+                if !options.cache.isEmpty && options.cache != saved.cache {
+                    throw PipelineError.invalidArgument("\(out) was trained on \(saved.cache), not \(options.cache); leave out --cache to resume on the run's own cache.")
+                }
                 options = saved
                 options.steps = max(steps, saved.steps)
                 state = s
@@ -85,6 +88,9 @@ public final class SiTTrainingJob {
             }
         }
         if options.steps <= 0 { options.steps = SiTTrainingOptions().steps }   // a fresh run given no target
+        guard !options.cache.isEmpty else {
+            throw PipelineError.invalidArgument("\(out) holds no run to resume; pass --cache to start one.")
+        }
         self.options = options
         try run.create()
         let reader = try LatentCacheReader(path: options.cache)
