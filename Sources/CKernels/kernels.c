@@ -109,11 +109,24 @@ CLONES void ck_gelu_erf_grad(const float *x, const float *g, float *dx, ptrdiff_
     }
 }
 
+// Max and sum run in 16 independent lanes (so that they vectorize without reassociating
+// floating-point math), the exponentials in their own loop.
 CLONES void ck_softmax_row(const float *x, float *y, ptrdiff_t n) {
+    ptrdiff_t nv = n / 16 * 16;
+    float lm[16];
+    for (int l = 0; l < 16; l++) lm[l] = -INFINITY;
+    for (ptrdiff_t i = 0; i < nv; i += 16)
+        for (int l = 0; l < 16; l++) lm[l] = x[i + l] > lm[l] ? x[i + l] : lm[l];
     float m = -INFINITY;
-    for (ptrdiff_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int l = 0; l < 16; l++) m = lm[l] > m ? lm[l] : m;
+    for (ptrdiff_t i = nv; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = exp_poly(x[i] - m);
+    float ls[16] = {0};
+    for (ptrdiff_t i = 0; i < nv; i += 16)
+        for (int l = 0; l < 16; l++) ls[l] += y[i + l];
     float s = 0;
-    for (ptrdiff_t i = 0; i < n; i++) { float e = exp_poly(x[i] - m); y[i] = e; s += e; }
+    for (int l = 0; l < 16; l++) s += ls[l];
+    for (ptrdiff_t i = nv; i < n; i++) s += y[i];
     float inv = 1.0f / s;
     for (ptrdiff_t i = 0; i < n; i++) y[i] *= inv;
 }
@@ -252,4 +265,30 @@ CLONES void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, c
             y[r * ldy + j] = s + b;
         }
     }
+}
+
+// LayerNorm of one row (two passes: mean, then variance of the centred values, as PyTorch),
+// sums in 16 lanes; w and b may be NULL. Writes the mean and 1 / sqrt(var + eps).
+CLONES void ck_layernorm_row(const float *x, float *y, ptrdiff_t n, float eps, const float *w, const float *b,
+                             float *mean_out, float *rstd_out) {
+    ptrdiff_t nv = n / 16 * 16;
+    float ls[16] = {0};
+    for (ptrdiff_t i = 0; i < nv; i += 16)
+        for (int l = 0; l < 16; l++) ls[l] += x[i + l];
+    float s = 0;
+    for (int l = 0; l < 16; l++) s += ls[l];
+    for (ptrdiff_t i = nv; i < n; i++) s += x[i];
+    float mu = s / (float)n;
+    float lv[16] = {0};
+    for (ptrdiff_t i = 0; i < nv; i += 16)
+        for (int l = 0; l < 16; l++) { float d = x[i + l] - mu; lv[l] += d * d; }
+    float v = 0;
+    for (int l = 0; l < 16; l++) v += lv[l];
+    for (ptrdiff_t i = nv; i < n; i++) { float d = x[i] - mu; v += d * d; }
+    float rs = 1.0f / sqrtf(v / (float)n + eps);
+    if (w && b) for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mu) * rs * w[i] + b[i];
+    else if (w) for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mu) * rs * w[i];
+    else for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mu) * rs;
+    *mean_out = mu;
+    *rstd_out = rs;
 }

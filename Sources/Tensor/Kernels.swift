@@ -76,18 +76,12 @@ extension Tensor {
         let pw = weight?.pointer, pb = bias?.pointer
         parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { lo, hi in
             for r in lo..<hi {
-                let x = px + r * n, y = po + r * n
-                var s: Float = 0
-                for j in 0..<n { s += x[j] }
-                let mu = s / Float(n)
-                var v: Float = 0
-                for j in 0..<n { let d = x[j] - mu; v += d * d }
-                let rs = 1 / Foundation.sqrt(v / Float(n) + eps)
-                pm[r] = mu; pr[r] = rs
-                switch (pw, pb) {
-                case let (w?, b?): for j in 0..<n { y[j] = (x[j] - mu) * rs * w[j] + b[j] }
-                case let (w?, nil): for j in 0..<n { y[j] = (x[j] - mu) * rs * w[j] }
-                default: for j in 0..<n { y[j] = (x[j] - mu) * rs }
+                if pb != nil && pw == nil {
+                    // Bias without weight (not a PyTorch configuration, kept for completeness).
+                    ck_layernorm_row(px + r * n, po + r * n, n, eps, nil, nil, pm + r, pr + r)
+                    for j in 0..<n { po[r * n + j] += pb![j] }
+                } else {
+                    ck_layernorm_row(px + r * n, po + r * n, n, eps, pw, pb, pm + r, pr + r)
                 }
             }
         }

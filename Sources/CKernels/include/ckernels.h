@@ -39,4 +39,7 @@ void ck_scale_rows(const float *g, const float *s, float add, float *y, ptrdiff_
 /// be NULL): a Linear over a few rows that reads each weight row once.
 void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, const float *bias, float *y,
                         ptrdiff_t k, ptrdiff_t ldy, ptrdiff_t j0, ptrdiff_t j1);
+/// LayerNorm of one row of n values (w, b may be NULL); writes the mean and reciprocal std.
+void ck_layernorm_row(const float *x, float *y, ptrdiff_t n, float eps, const float *w, const float *b,
+                      float *mean_out, float *rstd_out);
 #endif
