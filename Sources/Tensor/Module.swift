@@ -44,8 +44,10 @@ extension Module {
 
     /// Loads every tensor strictly from a safetensors file: every key present, shapes equal,
     /// and no key of the file unused unless `skip` accepts it. Returns the skipped keys.
+    /// Tensors whose key `read` rejects are checked but not read (their values stay as they were).
     @discardableResult
-    public func load(from file: SafeTensorsFile, prefix: String = "", skip: (String) -> Bool = { _ in false }) throws -> [String] {
+    public func load(from file: SafeTensorsFile, prefix: String = "", skip: (String) -> Bool = { _ in false },
+                     read: (String) -> Bool = { _ in true }) throws -> [String] {
         let name = (file.path as NSString).lastPathComponent
         let own = namedTensors()
         var used = Set<String>()
@@ -62,7 +64,7 @@ extension Module {
         let rejected = unused.filter { !skip($0) }
         guard rejected.isEmpty else { throw CheckpointError.unexpectedKeys(name, rejected) }
         // Only write once everything checked out, so a failed load leaves the model untouched.
-        for (key, t) in own { try file.read(file.entries[prefix + key]!, into: t.pointer) }
+        for (key, t) in own where read(key) { try file.read(file.entries[prefix + key]!, into: t.pointer) }
         return skipped
     }
 

@@ -104,6 +104,8 @@ public final class SoftVQModel: Module {
     public let decoder: ViTDecoder
     public let postQuantConv: Dense
     public let quantizer: SoftVectorQuantizer
+    /// False after `load(..., decoderOnly: true)`: the encoder's weights were never read.
+    public private(set) var encoderLoaded = true
 
     public init(config: TokenizerConfig, initialization: WeightInit = .random(seed: 0)) throws {
         try config.validate()
@@ -143,6 +145,9 @@ public final class SoftVQModel: Module {
 
     /// Encoder + quant_conv: images (N, 3, H, W) in [-1, 1] -> pre-quantization h (N, L, E).
     public func encode(_ images: Tensor) throws -> Tensor {
+        guard encoderLoaded else {
+            throw TokenizerError.unsupported("this tokenizer was loaded for decoding only; load it without decoderOnly to encode")
+        }
         try checkImages(images)
         return quantConv(encoder(images))
     }
@@ -190,14 +195,18 @@ extension SoftVQModel {
     /// Loads a checkpoint folder (config.json + model.safetensors), strictly. `configure` may
     /// adjust the config first (e.g. ViT size overrides that the official config.json cannot
     /// record). Keys under `projection.` / `repa_model.` are skipped with a notice.
-    public static func load(folder: String, log: (String) -> Void = { print($0) },
+    /// - decoderOnly: check every tensor but read only what decoding needs (not the encoder and
+    ///   quant_conv, about half the weights), for sampling; `encode` then throws.
+    public static func load(folder: String, decoderOnly: Bool = false, log: (String) -> Void = { print($0) },
                             configure: (inout TokenizerConfig) throws -> Void = { _ in }) throws -> SoftVQModel {
         var config = try TokenizerConfig.load(path: (folder as NSString).appendingPathComponent("config.json"))
         try configure(&config)
-        return try load(config: config, weights: (folder as NSString).appendingPathComponent("model.safetensors"), log: log)
+        return try load(config: config, weights: (folder as NSString).appendingPathComponent("model.safetensors"),
+                        decoderOnly: decoderOnly, log: log)
     }
 
-    public static func load(config: TokenizerConfig, weights path: String, log: (String) -> Void = { print($0) }) throws -> SoftVQModel {
+    public static func load(config: TokenizerConfig, weights path: String, decoderOnly: Bool = false,
+                            log: (String) -> Void = { print($0) }) throws -> SoftVQModel {
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch {
             throw TokenizerError.checkpoint("cannot open tokenizer weights: \(error)")
@@ -205,7 +214,9 @@ extension SoftVQModel {
         let model = try SoftVQModel(config: config, initialization: .uninitialized)
         try model.checkArchitecture(against: file)
         do {
-            let skipped = try model.load(from: file, skip: isTrainingOnlyKey)
+            let encoderKey = { (k: String) in k.hasPrefix("encoder.") || k.hasPrefix("quant_conv.") }
+            let skipped = try model.load(from: file, skip: isTrainingOnlyKey, read: { !decoderOnly || !encoderKey($0) })
+            model.encoderLoaded = !decoderOnly
             if !skipped.isEmpty {
                 let groups = Set(skipped.map { String($0.split(separator: ".").first!) }).sorted()
                 log("tokenizer: skipped \(skipped.count) training-only tensors (\(groups.map { $0 + ".*" }.joined(separator: ", ")))")

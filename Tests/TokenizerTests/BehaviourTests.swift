@@ -87,6 +87,14 @@ final class BehaviourTests: XCTestCase {
         try Autograd.noGrad {
             XCTAssertEqual(try back.reconstruct(x).0.scalars, try model.reconstruct(x).0.scalars)
         }
+        // Loaded for decoding only (as gen sample does): decodes the same, refuses to encode.
+        let decoderOnly = try SoftVQModel.load(folder: dir, decoderOnly: true, log: { _ in })
+        XCTAssertFalse(decoderOnly.encoderLoaded)
+        try Autograd.noGrad {
+            let z = try model.latents(x)
+            XCTAssertEqual(try decoderOnly.decode(z).scalars, try model.decode(z).scalars)
+            XCTAssertThrowsError(try decoderOnly.encode(x))
+        }
         // Extra REPA keys are skipped with a notice.
         var tensors = model.namedTensors()
         let proj = RepaProjector(inDim: 8, hidden: 16, outDim: 32)
