@@ -9,6 +9,26 @@
 
 static inline float bits_to_float(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
 
+// Reductions run in LANES independent partial sums (so that they vectorize without reassociating
+// floating-point math), added in lane order, then the tail.
+#define LANES 16
+
+static inline float lane_total(const float *acc) {
+    float s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+static inline float lane_sum(const float *x, ptrdiff_t n) {
+    ptrdiff_t nv = n / LANES * LANES;
+    float acc[LANES] = {0};
+    for (ptrdiff_t i = 0; i < nv; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += x[i + l];
+    float s = lane_total(acc);
+    for (ptrdiff_t i = nv; i < n; i++) s += x[i];
+    return s;
+}
+
 // Cephes-style expf: range reduction by ln 2 (split in two constants), degree-6 polynomial.
 static inline float exp_poly(float x) {
     x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
@@ -109,25 +129,18 @@ CLONES void ck_gelu_erf_grad(const float *x, const float *g, float *dx, ptrdiff_
     }
 }
 
-// Max and sum run in 16 independent lanes (so that they vectorize without reassociating
-// floating-point math), the exponentials in their own loop.
+// Max and sum in lanes, the exponentials in their own loop.
 CLONES void ck_softmax_row(const float *x, float *y, ptrdiff_t n) {
-    ptrdiff_t nv = n / 16 * 16;
-    float lm[16];
-    for (int l = 0; l < 16; l++) lm[l] = -INFINITY;
-    for (ptrdiff_t i = 0; i < nv; i += 16)
-        for (int l = 0; l < 16; l++) lm[l] = x[i + l] > lm[l] ? x[i + l] : lm[l];
+    ptrdiff_t nv = n / LANES * LANES;
+    float lm[LANES];
+    for (int l = 0; l < LANES; l++) lm[l] = -INFINITY;
+    for (ptrdiff_t i = 0; i < nv; i += LANES)
+        for (int l = 0; l < LANES; l++) lm[l] = x[i + l] > lm[l] ? x[i + l] : lm[l];
     float m = -INFINITY;
-    for (int l = 0; l < 16; l++) m = lm[l] > m ? lm[l] : m;
+    for (int l = 0; l < LANES; l++) m = lm[l] > m ? lm[l] : m;
     for (ptrdiff_t i = nv; i < n; i++) m = x[i] > m ? x[i] : m;
     for (ptrdiff_t i = 0; i < n; i++) y[i] = exp_poly(x[i] - m);
-    float ls[16] = {0};
-    for (ptrdiff_t i = 0; i < nv; i += 16)
-        for (int l = 0; l < 16; l++) ls[l] += y[i + l];
-    float s = 0;
-    for (int l = 0; l < 16; l++) s += ls[l];
-    for (ptrdiff_t i = nv; i < n; i++) s += y[i];
-    float inv = 1.0f / s;
+    float inv = 1.0f / lane_sum(y, n);
     for (ptrdiff_t i = 0; i < n; i++) y[i] *= inv;
 }
 
@@ -143,8 +156,6 @@ CLONES void ck_bias_gelu_tanh_rows(float *y, const float *bias, ptrdiff_t rows, 
 }
 
 // ---- Reductions and fused updates of the training step ----
-
-#define LANES 16
 
 CLONES double ck_sum_squares(const float *x, ptrdiff_t n) {
     // Float partial sums over blocks of 1024 (16 lanes, so the loop vectorizes), added in double.
@@ -221,24 +232,18 @@ CLONES void ck_scale_rows(const float *g, const float *s, float add, float *y, p
 // memory for up to four input rows (sgemm would pack the whole weight first, tripling the
 // memory traffic of what is a memory-bound product).
 
-static inline float hsum16(const float *a) {
-    float s = 0;
-    for (int l = 0; l < 16; l++) s += a[l];
-    return s;
-}
-
 CLONES void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, const float *bias, float *y,
                                ptrdiff_t k, ptrdiff_t ldy, ptrdiff_t j0, ptrdiff_t j1) {
-    ptrdiff_t kv = k / 16 * 16;
+    ptrdiff_t kv = k / LANES * LANES;
     for (ptrdiff_t j = j0; j < j1; j++) {
         const float *wj = w + j * k;
         float b = bias ? bias[j] : 0.0f;
         ptrdiff_t r = 0;
         for (; r + 4 <= rows; r += 4) {
             const float *x0 = x + r * k, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
-            float a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
-            for (ptrdiff_t i = 0; i < kv; i += 16) {
-                for (int l = 0; l < 16; l++) {
+            float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
+            for (ptrdiff_t i = 0; i < kv; i += LANES) {
+                for (int l = 0; l < LANES; l++) {
                     float wv = wj[i + l];
                     a0[l] += x0[i + l] * wv;
                     a1[l] += x1[i + l] * wv;
@@ -246,7 +251,7 @@ CLONES void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, c
                     a3[l] += x3[i + l] * wv;
                 }
             }
-            float s0 = hsum16(a0), s1 = hsum16(a1), s2 = hsum16(a2), s3 = hsum16(a3);
+            float s0 = lane_total(a0), s1 = lane_total(a1), s2 = lane_total(a2), s3 = lane_total(a3);
             for (ptrdiff_t i = kv; i < k; i++) {
                 s0 += x0[i] * wj[i]; s1 += x1[i] * wj[i]; s2 += x2[i] * wj[i]; s3 += x3[i] * wj[i];
             }
@@ -257,10 +262,10 @@ CLONES void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, c
         }
         for (; r < rows; r++) {
             const float *xr = x + r * k;
-            float a[16] = {0};
-            for (ptrdiff_t i = 0; i < kv; i += 16)
-                for (int l = 0; l < 16; l++) a[l] += xr[i + l] * wj[i + l];
-            float s = hsum16(a);
+            float a[LANES] = {0};
+            for (ptrdiff_t i = 0; i < kv; i += LANES)
+                for (int l = 0; l < LANES; l++) a[l] += xr[i + l] * wj[i + l];
+            float s = lane_total(a);
             for (ptrdiff_t i = kv; i < k; i++) s += xr[i] * wj[i];
             y[r * ldy + j] = s + b;
         }
@@ -268,26 +273,20 @@ CLONES void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, c
 }
 
 // LayerNorm of one row (two passes: mean, then variance of the centred values, as PyTorch),
-// sums in 16 lanes; w and b may be NULL. Writes the mean and 1 / sqrt(var + eps).
+// sums in lanes; w and b may each be NULL. Writes the mean and 1 / sqrt(var + eps).
 CLONES void ck_layernorm_row(const float *x, float *y, ptrdiff_t n, float eps, const float *w, const float *b,
                              float *mean_out, float *rstd_out) {
-    ptrdiff_t nv = n / 16 * 16;
-    float ls[16] = {0};
-    for (ptrdiff_t i = 0; i < nv; i += 16)
-        for (int l = 0; l < 16; l++) ls[l] += x[i + l];
-    float s = 0;
-    for (int l = 0; l < 16; l++) s += ls[l];
-    for (ptrdiff_t i = nv; i < n; i++) s += x[i];
-    float mu = s / (float)n;
-    float lv[16] = {0};
-    for (ptrdiff_t i = 0; i < nv; i += 16)
-        for (int l = 0; l < 16; l++) { float d = x[i + l] - mu; lv[l] += d * d; }
-    float v = 0;
-    for (int l = 0; l < 16; l++) v += lv[l];
+    float mu = lane_sum(x, n) / (float)n;
+    ptrdiff_t nv = n / LANES * LANES;
+    float lv[LANES] = {0};
+    for (ptrdiff_t i = 0; i < nv; i += LANES)
+        for (int l = 0; l < LANES; l++) { float d = x[i + l] - mu; lv[l] += d * d; }
+    float v = lane_total(lv);
     for (ptrdiff_t i = nv; i < n; i++) { float d = x[i] - mu; v += d * d; }
     float rs = 1.0f / sqrtf(v / (float)n + eps);
     if (w && b) for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mu) * rs * w[i] + b[i];
     else if (w) for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mu) * rs * w[i];
+    else if (b) for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mu) * rs + b[i];
     else for (ptrdiff_t i = 0; i < n; i++) y[i] = (x[i] - mu) * rs;
     *mean_out = mu;
     *rstd_out = rs;

@@ -75,15 +75,7 @@ extension Tensor {
         let px = pointer, po = out.pointer, pm = mean.pointer, pr = rstd.pointer
         let pw = weight?.pointer, pb = bias?.pointer
         parallelFor(rows, grain: Swift.max(1, 8192 / Swift.max(n, 1))) { lo, hi in
-            for r in lo..<hi {
-                if pb != nil && pw == nil {
-                    // Bias without weight (not a PyTorch configuration, kept for completeness).
-                    ck_layernorm_row(px + r * n, po + r * n, n, eps, nil, nil, pm + r, pr + r)
-                    for j in 0..<n { po[r * n + j] += pb![j] }
-                } else {
-                    ck_layernorm_row(px + r * n, po + r * n, n, eps, pw, pb, pm + r, pr + r)
-                }
-            }
+            for r in lo..<hi { ck_layernorm_row(px + r * n, po + r * n, n, eps, pw, pb, pm + r, pr + r) }
         }
         var inputs = [self]
         if let weight { inputs.append(weight) }

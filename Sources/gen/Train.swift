@@ -42,7 +42,7 @@ struct TrainTokenizer: ParsableCommand {
     func run() throws {
         compute.apply()
         var o = TokenizerTrainingOptions()
-        o.dataset = dataset; o.preset = preset; o.steps = steps ?? (resume ? 0 : 8000); o.batchSize = batchSize; o.lr = lr
+        o.dataset = dataset; o.preset = preset; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr
         o.warmup = warmup; o.minLR = lr / 10; o.emaDecay = emaDecay; o.l1 = l1; o.seed = seed; o.limit = limit
         o.saveEvery = saveEvery; o.logEvery = logEvery
         o.width = width; o.depth = depth; o.heads = heads; o.tokens = tokens; o.codebooks = codebooks
@@ -112,12 +112,9 @@ struct Train: ParsableCommand {
 
     func run() throws {
         compute.apply()
-        guard cache != nil || resume else {
-            throw ValidationError("Missing --cache: the latent cache made by gen precompute (only --resume may leave it out).")
-        }
         var o = SiTTrainingOptions()
         o.cache = cache ?? ""; o.tokenizer = tokenizer ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
-        o.qkNorm = qkNorm; o.steps = steps ?? (resume ? 0 : 20_000); o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
+        o.qkNorm = qkNorm; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery
         try userFacing {

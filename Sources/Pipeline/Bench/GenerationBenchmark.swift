@@ -44,33 +44,6 @@ public struct GenerationBenchReport: Codable, Sendable {
     }
 }
 
-/// A raw cblas_sgemm C[m, 4608] = A[m, 1152] B[4608, 1152]^T (the Linear layout of the MLP's
-/// first product), repeated so that one timed case lasts about as long as a forward.
-final class SgemmReference {
-    let m: Int, n = 4608, k = 1152
-    let calls: Int
-    let a: Tensor, b: Tensor, c: Tensor
-
-    init(m: Int) {
-        self.m = m
-        var rng = RandomGenerator(seed: 2)
-        a = rng.uniformTensor([m, k], low: -1, high: 1)
-        b = rng.uniformTensor([n, k], low: -1, high: 1)
-        c = Tensor(zeros: [m, n])
-        calls = max(3, 10_000_000_000 / (2 * m * n * k))    // >= 3 calls and ~10 GFLOP per case
-    }
-
-    func run() {
-        for _ in 0..<calls {
-            sgemm(transA: false, transB: true, m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k,
-                  c: c.pointer, ldc: n)
-        }
-    }
-
-    /// GFLOP/s of one case that took `seconds`.
-    func gflops(_ seconds: Double) -> Double { Double(calls) * 2 * Double(m * n * k) / seconds / 1e9 }
-}
-
 public enum GenerationBenchmark {
     struct Variant {
         let name: String

@@ -89,7 +89,7 @@ public final class SiTTrainingJob {
         }
         if options.steps <= 0 { options.steps = SiTTrainingOptions().steps }   // a fresh run given no target
         guard !options.cache.isEmpty else {
-            throw PipelineError.invalidArgument("\(out) holds no run to resume; pass --cache to start one.")
+            throw PipelineError.invalidArgument("No latent cache: pass --cache (only --resume of an existing run in \(out) may leave it out).")
         }
         self.options = options
         try run.create()

@@ -11,7 +11,7 @@ import Tokenizer
 public struct TokenizerTrainingOptions: Codable, Equatable, Sendable {
     public var dataset: String = "fashion-mnist"
     public var preset: String = "fashion32"
-    public var steps: Int = 10_000
+    public var steps: Int = 8000
     public var batchSize: Int = 32
     public var lr: Float = 4e-4
     public var warmup: Int = 500
