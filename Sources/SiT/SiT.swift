@@ -1,161 +1,32 @@
 // SiT: the flow-matching diffusion transformer of the official SoftVQ-VAE code
-// (modelling/sit.py), top-down: layers, embedders, block, final layer, model, initialization,
+// (modelling/sit.py), top-down: embedders, block, final layer, model, initialization,
 // position tables.
 //
 // Dimensions: N batch, T tokens, D width, C latent channels, p patch size, H x W a 2-D latent.
 // Checkpoint keys are the official state-dict names, written once beside each property.
 //
-// The layers here hold their parameters as Tensors of the Tensor module and run its kernels
-// (`linear`, `packedAttention`, `modulate`, `layerNorm`). They allocate without drawing random
-// numbers, so a 675 M parameter model can be built (and loaded) without a random initialization;
-// `SiT.initializeWeights` performs the official one.
+// The layers are the Tensor module's (Linear, Attention, Mlp, Embedding, PatchEmbed), built from
+// a zero-filling ParameterFactory, so a 675 M parameter model can be built (and loaded) without
+// a random initialization; `SiT.initializeWeights` performs the official one.
 
 import Foundation
 import Tensor
 
-// MARK: - Layers
-
-/// y = x W^T + b, W in PyTorch's [out, in] layout. Keys: `weight`, `bias`.
-public final class SiTLinear: Module {
-    public let weight: Tensor
-    public let bias: Tensor
-
-    /// Zero-filled parameters (call `SiT.initializeWeights` or load a checkpoint).
-    public init(_ inFeatures: Int, _ outFeatures: Int) {
-        weight = Tensor(zeros: [outFeatures, inFeatures], requiresGrad: true)
-        bias = Tensor(zeros: [outFeatures], requiresGrad: true)
-    }
-
-    public var entries: [(String, ModuleEntry)] { [("weight", .tensor(weight)), ("bias", .tensor(bias))] }
-    public var inFeatures: Int { weight.dim(1) }
-    public var outFeatures: Int { weight.dim(0) }
-
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight, bias) }
-
-    /// Xavier-uniform weight, zero bias (the DiT/SiT `_basic_init`).
-    func xavierUniform(rng: inout RandomGenerator) {
-        fillXavierUniform(weight, fanIn: inFeatures, fanOut: outFeatures, rng: &rng)
-        bias.fill(0)
-    }
-}
-
-/// timm-style attention with packed qkv (bias), optional per-head LayerNorm of q and k
-/// (`q_norm`, `k_norm`, nn.LayerNorm eps 1e-5), and `proj`.
-public final class SiTAttention: Module {
-    public let heads: Int
-    public let qkv: SiTLinear
-    public let proj: SiTLinear
-    public let qNorm: LayerNorm?
-    public let kNorm: LayerNorm?
-
-    init(dim: Int, heads: Int, qkNorm: Bool) {
-        self.heads = heads
-        qkv = SiTLinear(dim, 3 * dim)
-        proj = SiTLinear(dim, dim)
-        qNorm = qkNorm ? LayerNorm(dim / heads, eps: 1e-5) : nil
-        kNorm = qkNorm ? LayerNorm(dim / heads, eps: 1e-5) : nil
-    }
-
-    public var entries: [(String, ModuleEntry)] {
-        var e: [(String, ModuleEntry)] = [("qkv", .module(qkv))]
-        if let qNorm, let kNorm { e += [("q_norm", .module(qNorm)), ("k_norm", .module(kNorm))] }
-        e.append(("proj", .module(proj)))
-        return e
-    }
-
-    /// x: (N, T, D) -> (N, T, D)
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let packed = qkv(x)                                                   // (N, T, 3D)
-        guard let qNorm, let kNorm else {
-            return proj(packedAttention(packed, heads: heads))                // (N, T, D)
-        }
-        let (n, t, d) = (x.dim(0), x.dim(1), x.dim(2))
-        let split = packed.reshaped([n, t, 3, heads, d / heads]).permuted([2, 0, 3, 1, 4])  // (3, N, H, T, Dh)
-        let o = scaledDotProductAttention(qNorm(split[0]), kNorm(split[1]), split[2])      // (N, H, T, Dh)
-        return proj(o.permuted([0, 2, 1, 3]).reshaped([n, t, d]))              // (N, T, D)
-    }
-}
-
-/// The block MLP: fc1 -> tanh-GELU -> fc2 (timm Mlp with `approximate="tanh"`).
-public final class SiTMlp: Module {
-    public let fc1: SiTLinear
-    public let fc2: SiTLinear
-
-    init(dim: Int, hidden: Int) {
-        fc1 = SiTLinear(dim, hidden)
-        fc2 = SiTLinear(hidden, dim)
-    }
-
-    public var entries: [(String, ModuleEntry)] { [("fc1", .module(fc1)), ("fc2", .module(fc2))] }
-
-    /// (N, T, D) -> (N, T, D)
-    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(fc1(x).gelu(approximate: true)) }
-}
-
-/// `nn.Sequential(SiLU, Linear)`: the Linear sits at index 1. The SiLU of the conditioning is
-/// computed once per forward by the model and shared by every block.
-public final class AdaLNModulation: Module {
-    public let linear: SiTLinear
-
-    init(_ dim: Int, chunks: Int) { linear = SiTLinear(dim, chunks * dim) }
-
-    public var entries: [(String, ModuleEntry)] { [("1", .module(linear))] }
-}
-
 // MARK: - Embedders
-
-/// The 2-D patch embedding: a p x p convolution with stride p (timm PatchEmbed), key `proj`;
-/// applied as a Linear on flattened (C, p, p) patches.
-public final class PatchEmbed: Module {
-    public let proj: PatchConv
-    public let patchSize: Int
-
-    init(inChannels: Int, hidden: Int, patchSize: Int) {
-        self.patchSize = patchSize
-        proj = PatchConv(inChannels: inChannels, hidden: hidden, patchSize: patchSize)
-    }
-
-    public var entries: [(String, ModuleEntry)] { [("proj", .module(proj))] }
-
-    /// x: (N, C, H, W) -> (N, T, D) with T = (H/p)(W/p), row-major over the patch grid.
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let (n, c, h, w, p) = (x.dim(0), x.dim(1), x.dim(2), x.dim(3), patchSize)
-        let patches = x.reshaped([n, c, h / p, p, w / p, p])                  // (N, C, h, p, w, p)
-            .permuted([0, 2, 4, 1, 3, 5])                                      // (N, h, w, C, p, p)
-            .reshaped([n, (h / p) * (w / p), c * p * p])                       // (N, T, C p p)
-        let w2 = proj.weight.reshaped([proj.weight.dim(0), c * p * p])         // (D, C p p)
-        return linear(patches, w2, proj.bias)                                  // (N, T, D)
-    }
-}
-
-/// The convolution parameters: weight [D, C, p, p], bias [D].
-public final class PatchConv: Module {
-    public let weight: Tensor
-    public let bias: Tensor
-
-    init(inChannels: Int, hidden: Int, patchSize: Int) {
-        weight = Tensor(zeros: [hidden, inChannels, patchSize, patchSize], requiresGrad: true)
-        bias = Tensor(zeros: [hidden], requiresGrad: true)
-    }
-
-    public var entries: [(String, ModuleEntry)] { [("weight", .tensor(weight)), ("bias", .tensor(bias))] }
-}
 
 /// Scalar time -> 256-d frequency embedding [cos, sin] (max period 10000, t used as is) -> MLP.
 /// Keys: `mlp.0`, `mlp.2` (index 1 is the SiLU).
 public final class TimestepEmbedder: Module {
-    public let fc1: SiTLinear
-    public let fc2: SiTLinear
+    public let fc1: Linear
+    public let fc2: Linear
     public static let frequencySize = 256
 
-    init(hidden: Int) {
-        fc1 = SiTLinear(Self.frequencySize, hidden)
-        fc2 = SiTLinear(hidden, hidden)
+    init(hidden: Int, _ f: inout ParameterFactory) {
+        fc1 = Linear(Self.frequencySize, hidden, &f)
+        fc2 = Linear(hidden, hidden, &f)
     }
 
-    public var entries: [(String, ModuleEntry)] {
-        [("mlp", .module(IndexedEntries([(0, fc1), (2, fc2)])))]
-    }
+    public var entries: [(String, ModuleEntry)] { [("mlp.0", .module(fc1)), ("mlp.2", .module(fc2))] }
 
     /// The sinusoidal embedding (N, 256), computed in float32 as the official code does.
     public static func frequencyEmbedding(_ t: [Float], dim: Int = frequencySize, maxPeriod: Float = 10000) -> Tensor {
@@ -180,33 +51,20 @@ public final class TimestepEmbedder: Module {
     }
 }
 
-/// Keys `0`, `2`, ... of an `nn.Sequential` whose other entries have no parameters.
-final class IndexedEntries: Module {
-    let items: [(Int, any Module)]
-    init(_ items: [(Int, any Module)]) { self.items = items }
-    var entries: [(String, ModuleEntry)] { items.map { (String($0.0), .module($0.1)) } }
-}
-
 /// Class label -> vector; the table has `num_classes + 1` rows when label dropout is on, the last
 /// being the null class of classifier-free guidance. Key: `embedding_table.weight`.
 public final class LabelEmbedder: Module {
-    public let table: Tensor
+    public let embeddingTable: Embedding
 
-    init(rows: Int, hidden: Int) { table = Tensor(zeros: [rows, hidden], requiresGrad: true) }
+    init(rows: Int, hidden: Int, _ f: inout ParameterFactory) { embeddingTable = Embedding(rows, hidden, &f) }
 
-    public var entries: [(String, ModuleEntry)] {
-        [("embedding_table", .module(WeightOnly(table)))]
-    }
+    public var entries: [(String, ModuleEntry)] { [("embedding_table", .module(embeddingTable))] }
+
+    /// The (rows, D) table.
+    public var table: Tensor { embeddingTable.weight }
 
     /// labels: N -> (N, D). Labels must already be validated.
-    public func callAsFunction(_ labels: [Int]) -> Tensor { embedding(table, labels) }
-}
-
-/// A module whose only entry is `weight` (nn.Embedding).
-final class WeightOnly: Module {
-    let weight: Tensor
-    init(_ w: Tensor) { weight = w }
-    var entries: [(String, ModuleEntry)] { [("weight", .tensor(weight))] }
+    public func callAsFunction(_ labels: [Int]) -> Tensor { embeddingTable(labels) }
 }
 
 // MARK: - Block and final layer
@@ -216,24 +74,27 @@ final class WeightOnly: Module {
 ///   x = x + gate1 * attn(modulate(LN(x), shift1, scale1))
 ///   x = x + gate2 * mlp(modulate(LN(x), shift2, scale2))
 public final class SiTBlock: Module {
-    public let attn: SiTAttention
-    public let mlp: SiTMlp
-    public let adaLN: AdaLNModulation
+    public let attn: Attention
+    /// fc1 -> tanh-GELU -> fc2 (timm Mlp with `approximate="tanh"`).
+    public let mlp: Mlp
+    /// The Linear of `nn.Sequential(SiLU, Linear)`; the SiLU of the conditioning is computed once
+    /// per forward by the model and shared by every block.
+    public let adaLN: Linear
 
-    init(hidden: Int, heads: Int, mlpHidden: Int, qkNorm: Bool) {
-        attn = SiTAttention(dim: hidden, heads: heads, qkNorm: qkNorm)
-        mlp = SiTMlp(dim: hidden, hidden: mlpHidden)
-        adaLN = AdaLNModulation(hidden, chunks: 6)
+    init(hidden: Int, heads: Int, mlpHidden: Int, qkNorm: Bool, _ f: inout ParameterFactory) {
+        attn = Attention(dim: hidden, heads: heads, qkNorm: qkNorm, &f)
+        mlp = Mlp(hidden, hidden: mlpHidden, approximateGELU: true, &f)
+        adaLN = Linear(hidden, 6 * hidden, &f)
     }
 
     public var entries: [(String, ModuleEntry)] {
-        [("attn", .module(attn)), ("mlp", .module(mlp)), ("adaLN_modulation", .module(adaLN))]
+        [("attn", .module(attn)), ("mlp", .module(mlp)), ("adaLN_modulation.1", .module(adaLN))]
     }
 
     /// x: (N, T, D), siluC: SiLU(c) (N, D) -> (N, T, D)
     public func callAsFunction(_ x: Tensor, _ siluC: Tensor) -> Tensor {
         let d = x.dim(2)
-        let m = adaLN.linear(siluC)                                           // (N, 6D)
+        let m = adaLN(siluC)                                                  // (N, 6D)
         let chunk = { (i: Int) in m.slice(axis: 1, (i * d)..<((i + 1) * d)) }  // (N, D)
         let (shift1, scale1, gate1) = (chunk(0), chunk(1), chunk(2))
         let (shift2, scale2, gate2) = (chunk(3), chunk(4), chunk(5))
@@ -246,22 +107,23 @@ public final class SiTBlock: Module {
 
 /// LN -> modulate(shift, scale) -> Linear to p * p * C.
 public final class FinalLayer: Module {
-    public let linear: SiTLinear
-    public let adaLN: AdaLNModulation
+    public let linear: Linear
+    /// The Linear of `adaLN_modulation` (SiLU, Linear).
+    public let adaLN: Linear
 
-    init(hidden: Int, outWidth: Int) {
-        linear = SiTLinear(hidden, outWidth)
-        adaLN = AdaLNModulation(hidden, chunks: 2)
+    init(hidden: Int, outWidth: Int, _ f: inout ParameterFactory) {
+        linear = Linear(hidden, outWidth, &f)
+        adaLN = Linear(hidden, 2 * hidden, &f)
     }
 
     public var entries: [(String, ModuleEntry)] {
-        [("linear", .module(linear)), ("adaLN_modulation", .module(adaLN))]
+        [("linear", .module(linear)), ("adaLN_modulation.1", .module(adaLN))]
     }
 
     /// x: (N, T, D), siluC (N, D) -> (N, T, p p C)
     public func callAsFunction(_ x: Tensor, _ siluC: Tensor) -> Tensor {
         let d = x.dim(2)
-        let m = adaLN.linear(siluC)                                           // (N, 2D)
+        let m = adaLN(siluC)                                                  // (N, 2D)
         let shift = m.slice(axis: 1, 0..<d), scale = m.slice(axis: 1, d..<(2 * d))
         return linear(modulate(x.layerNorm(eps: 1e-6), shift: shift, scale: scale))    // (N, T, p p C)
     }
@@ -272,7 +134,7 @@ public final class FinalLayer: Module {
 /// The token embedder: a Linear for 1-D tokens (keys `x_embedder.weight/bias`) or a patch
 /// convolution for 2-D latents (keys `x_embedder.proj.weight/bias`).
 public enum XEmbedder {
-    case tokens(SiTLinear)
+    case tokens(Linear)
     case patches(PatchEmbed)
 
     var module: any Module {
@@ -307,16 +169,19 @@ public final class SiT: Module {
         try config.validate()
         self.config = config
         let d = config.hiddenSize
+        var f = ParameterFactory(.zeros)
         posEmbed = Tensor(zeros: [1, config.numTokens, d])
         xEmbedder = config.vae1D
-            ? .tokens(SiTLinear(config.inChannels, d))
-            : .patches(PatchEmbed(inChannels: config.inChannels, hidden: d, patchSize: config.patchSize))
-        tEmbedder = TimestepEmbedder(hidden: d)
-        yEmbedder = LabelEmbedder(rows: config.labelTableRows, hidden: d)
-        blocks = (0..<config.depth).map { _ in
-            SiTBlock(hidden: d, heads: config.numHeads, mlpHidden: config.mlpHiddenSize, qkNorm: config.qkNorm)
+            ? .tokens(Linear(config.inChannels, d, &f))
+            : .patches(PatchEmbed(channels: config.inChannels, width: d, patch: config.patchSize, &f))
+        tEmbedder = TimestepEmbedder(hidden: d, &f)
+        yEmbedder = LabelEmbedder(rows: config.labelTableRows, hidden: d, &f)
+        var blocks: [SiTBlock] = []
+        for _ in 0..<config.depth {
+            blocks.append(SiTBlock(hidden: d, heads: config.numHeads, mlpHidden: config.mlpHiddenSize, qkNorm: config.qkNorm, &f))
         }
-        finalLayer = FinalLayer(hidden: config.decoderHiddenSize, outWidth: config.outputWidth)
+        self.blocks = blocks
+        finalLayer = FinalLayer(hidden: config.decoderHiddenSize, outWidth: config.outputWidth, &f)
         posEmbed.assign(SiT.positionTable(config))
         if initialize {
             var rng = RandomGenerator(seed: 0)
@@ -350,13 +215,10 @@ public final class SiT: Module {
         case let .tokens(l):
             var r = next(); l.xavierUniform(rng: &r)
         case let .patches(p):
-            var r = next()
-            let w = p.proj.weight
-            fillXavierUniform(w, fanIn: w.count / w.dim(0), fanOut: w.dim(0), rng: &r)
-            p.proj.bias.fill(0)
+            var r = next(); p.xavierUniform(rng: &r)
         }
-        var r1 = next(); fillNormal(tEmbedder.fc1.weight, std: 0.02, rng: &r1); tEmbedder.fc1.bias.fill(0)
-        var r2 = next(); fillNormal(tEmbedder.fc2.weight, std: 0.02, rng: &r2); tEmbedder.fc2.bias.fill(0)
+        var r1 = next(); fillNormal(tEmbedder.fc1.weight, std: 0.02, rng: &r1); tEmbedder.fc1.bias?.fill(0)
+        var r2 = next(); fillNormal(tEmbedder.fc2.weight, std: 0.02, rng: &r2); tEmbedder.fc2.bias?.fill(0)
         var r3 = next(); fillNormal(yEmbedder.table, std: 0.02, rng: &r3)
         for block in blocks {
             for l in [block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2] {
@@ -364,10 +226,10 @@ public final class SiT: Module {
             }
             block.attn.qNorm?.weight?.fill(1); block.attn.qNorm?.bias?.fill(0)
             block.attn.kNorm?.weight?.fill(1); block.attn.kNorm?.bias?.fill(0)
-            block.adaLN.linear.weight.fill(0); block.adaLN.linear.bias.fill(0)   // adaLN-Zero
+            block.adaLN.weight.fill(0); block.adaLN.bias?.fill(0)   // adaLN-Zero
         }
-        finalLayer.adaLN.linear.weight.fill(0); finalLayer.adaLN.linear.bias.fill(0)
-        finalLayer.linear.weight.fill(0); finalLayer.linear.bias.fill(0)
+        finalLayer.adaLN.weight.fill(0); finalLayer.adaLN.bias?.fill(0)
+        finalLayer.linear.weight.fill(0); finalLayer.linear.bias?.fill(0)
         posEmbed.assign(SiT.positionTable(config))
     }
 
@@ -469,17 +331,4 @@ public final class SiT: Module {
         }
         return out
     }
-}
-
-// MARK: - Initialization helpers
-
-func fillXavierUniform(_ t: Tensor, fanIn: Int, fanOut: Int, rng: inout RandomGenerator) {
-    let bound = (6 / Double(fanIn + fanOut)).squareRoot()
-    let p = t.pointer
-    for i in 0..<t.count { p[i] = Float((2 * rng.uniform() - 1) * bound) }
-}
-
-func fillNormal(_ t: Tensor, std: Float, rng: inout RandomGenerator) {
-    let p = t.pointer
-    for i in 0..<t.count { p[i] = Float(rng.normal()) * std }
 }

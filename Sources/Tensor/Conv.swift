@@ -88,30 +88,3 @@ public func conv2d(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, stride: Int =
         return grads
     }
 }
-
-/// A square-kernel Conv2d layer (`weight` (O, C, k, k), `bias` (O)).
-public final class Conv2d: Module {
-    public let weight: Tensor
-    public let bias: Tensor?
-    public let stride: Int
-    public let padding: Int
-
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, rng: inout RandomGenerator) {
-        let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
-        weight = rng.uniformTensor([outChannels, inChannels, kernel, kernel], low: -bound, high: bound)
-        weight.requiresGrad = true
-        self.bias = bias ? rng.uniformTensor([outChannels], low: -bound, high: bound) : nil
-        self.bias?.requiresGrad = true
-        self.stride = stride
-        self.padding = padding
-    }
-
-    public var entries: [(String, ModuleEntry)] {
-        var e: [(String, ModuleEntry)] = [("weight", .tensor(weight))]
-        if let bias { e.append(("bias", .tensor(bias))) }
-        return e
-    }
-
-    public func callAsFunction(_ x: Tensor) -> Tensor { conv2d(x, weight, bias, stride: stride, padding: padding) }
-}

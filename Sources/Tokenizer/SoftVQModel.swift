@@ -19,9 +19,9 @@ public final class ViTEncoder: Module {
 
     init(_ spec: ViTSpec, latentTokens l: Int, tokenDrop: Bool, _ f: inout ParameterFactory) {
         model = VisionTransformer(spec, &f)
-        latentTokens = f.normal([1, l, spec.width], std: 0.02)
-        latentPosEmbed = f.normal([1, l, spec.width], std: 0.02)
-        maskToken = tokenDrop ? f.normal([1, 1, spec.width], std: 0.02) : nil
+        latentTokens = f.truncatedNormal([1, l, spec.width], std: 0.02)
+        latentPosEmbed = f.truncatedNormal([1, l, spec.width], std: 0.02)
+        maskToken = tokenDrop ? f.truncatedNormal([1, 1, spec.width], std: 0.02) : nil
     }
 
     public var entries: [(String, ModuleEntry)] {
@@ -43,11 +43,11 @@ public final class ViTEncoder: Module {
 
 /// to_pixel with to_pixel='linear': `model` Linear D -> p*p*3.
 public final class ToPixel: Module {
-    public let model: Dense
+    public let model: Linear
     public let patchSize: Int
     init(width: Int, patch: Int, _ f: inout ParameterFactory) {
         patchSize = patch
-        model = Dense(width, 3 * patch * patch, std: nil, f: &f)
+        model = Linear(width, 3 * patch * patch, &f)
     }
     public var entries: [(String, ModuleEntry)] { [("model", .module(model))] }
 
@@ -75,8 +75,8 @@ public final class ViTDecoder: Module {
 
     init(_ spec: ViTSpec, latentTokens l: Int, _ f: inout ParameterFactory) {
         model = VisionTransformer(spec, &f)
-        maskToken = f.normal([1, 1, spec.width], std: 0.02)
-        latentPosEmbed = f.normal([1, l, spec.width], std: 0.02)
+        maskToken = f.truncatedNormal([1, 1, spec.width], std: 0.02)
+        latentPosEmbed = f.truncatedNormal([1, l, spec.width], std: 0.02)
         toPixel = ToPixel(width: spec.width, patch: spec.patchSize, &f)
     }
 
@@ -100,9 +100,9 @@ public final class ViTDecoder: Module {
 public final class SoftVQModel: Module {
     public let config: TokenizerConfig
     public let encoder: ViTEncoder
-    public let quantConv: Dense
+    public let quantConv: Linear
     public let decoder: ViTDecoder
-    public let postQuantConv: Dense
+    public let postQuantConv: Linear
     public let quantizer: SoftVectorQuantizer
     /// False after `load(..., decoderOnly: true)`: the encoder's weights were never read.
     public private(set) var encoderLoaded = true
@@ -113,9 +113,9 @@ public final class SoftVQModel: Module {
         let enc = try config.encoderSpec, dec = try config.decoderSpec
         var f = ParameterFactory(initialization, layerScaleInit: Float(config.layerScaleInit ?? 1e-5))
         encoder = ViTEncoder(enc, latentTokens: config.numLatentTokens, tokenDrop: config.encTokenDrop > 0, &f)
-        quantConv = Dense(enc.width, config.codebookEmbedDim, std: nil, f: &f)
+        quantConv = Linear(enc.width, config.codebookEmbedDim, &f)
         decoder = ViTDecoder(dec, latentTokens: config.numLatentTokens, &f)
-        postQuantConv = Dense(config.codebookEmbedDim, dec.width, std: nil, f: &f)
+        postQuantConv = Linear(config.codebookEmbedDim, dec.width, &f)
         quantizer = SoftVectorQuantizer(config, &f)
     }
 

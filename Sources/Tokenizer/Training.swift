@@ -15,15 +15,16 @@ public enum ReconstructionLoss: String, Codable, Sendable {
 /// The official REPA projector `projection`: Linear(E, P) - SiLU - Linear(P, P) - SiLU -
 /// Linear(P, Dz), keys projection.0 / .2 / .4.
 public final class RepaProjector: Module {
-    public let l0: Dense
-    public let l2: Dense
-    public let l4: Dense
+    public let l0: Linear
+    public let l2: Linear
+    public let l4: Linear
 
+    /// PyTorch's default initialization from `seed`.
     public init(inDim: Int, hidden: Int, outDim: Int, seed: UInt64 = 1) {
         var f = ParameterFactory(.random(seed: seed))
-        l0 = Dense(inDim, hidden, std: nil, f: &f)
-        l2 = Dense(hidden, hidden, std: nil, f: &f)
-        l4 = Dense(hidden, outDim, std: nil, f: &f)
+        l0 = Linear(inDim, hidden, &f)
+        l2 = Linear(hidden, hidden, &f)
+        l4 = Linear(hidden, outDim, &f)
     }
 
     public var entries: [(String, ModuleEntry)] { [("0", .module(l0)), ("2", .module(l2)), ("4", .module(l4))] }

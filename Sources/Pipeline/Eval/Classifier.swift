@@ -19,13 +19,16 @@ public final class FashionClassifier: Module {
     public let fc1: Linear
     public let fc2: Linear
 
-    public init(seed: UInt64 = 0) {
-        var rng = RandomGenerator(seed: seed)
-        conv1 = Conv2d(1, 32, kernel: 3, padding: 1, rng: &rng)
-        conv2 = Conv2d(32, 64, kernel: 3, stride: 2, padding: 1, rng: &rng)
-        conv3 = Conv2d(64, 64, kernel: 3, stride: 2, padding: 1, rng: &rng)
-        fc1 = Linear(64 * 7 * 7, 128, rng: &rng)
-        fc2 = Linear(128, 10, rng: &rng)
+    /// PyTorch's default initialization from `seed`.
+    public convenience init(seed: UInt64 = 0) { self.init(initialization: .random(seed: seed)) }
+
+    public init(initialization: WeightInit) {
+        var f = ParameterFactory(initialization)
+        conv1 = Conv2d(1, 32, kernel: 3, padding: 1, &f)
+        conv2 = Conv2d(32, 64, kernel: 3, stride: 2, padding: 1, &f)
+        conv3 = Conv2d(64, 64, kernel: 3, stride: 2, padding: 1, &f)
+        fc1 = Linear(64 * 7 * 7, 128, &f)
+        fc2 = Linear(128, 10, &f)
     }
 
     public var entries: [(String, ModuleEntry)] {
@@ -63,7 +66,7 @@ public final class FashionClassifier: Module {
     }
 
     public static func load(path: String) throws -> FashionClassifier {
-        let model = FashionClassifier()
+        let model = FashionClassifier(initialization: .uninitialized)
         try model.load(from: SafeTensorsFile(path: path))
         return model
     }
