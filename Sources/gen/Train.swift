@@ -48,7 +48,7 @@ struct TrainTokenizer: ParsableCommand {
         o.width = width; o.depth = depth; o.heads = heads; o.tokens = tokens; o.codebooks = codebooks
         o.codebookSize = codebookSize; o.codebookDim = codebookDim
         try userFacing {
-            let job = try TokenizerTrainingJob(options: o, out: out, resume: resume, overwrite: overwrite)
+            let job = try TokenizerTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
             try job.run(stopAfter: stopAfter)
         }
     }
@@ -118,7 +118,7 @@ struct Train: ParsableCommand {
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery
         try userFacing {
-            let job = try SiTTrainingJob(options: o, out: out, resume: resume, overwrite: overwrite)
+            let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
             try job.run(stopAfter: stopAfter)
         }
     }

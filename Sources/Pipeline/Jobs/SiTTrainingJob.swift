@@ -6,7 +6,7 @@ import SiT
 import Tensor
 import Tokenizer
 
-public struct SiTTrainingOptions: Codable, Equatable, Sendable {
+public struct SiTTrainingOptions: TrainingOptions, Sendable {
     public var cache: String = ""
     public var tokenizer: String = ""
     /// Model width; depth and heads. Defaults: a ~5M-parameter SiT for small data.
@@ -55,44 +55,52 @@ public func checkCache(_ meta: LatentCacheMetadata, matches tokenizer: String) t
     }
 }
 
-public final class SiTTrainingJob {
+/// What a SiT run saves besides the step: the trainer's generator and the loader's position.
+public struct SiTTrainingProgress: Codable {
+    public var rng: RandomGenerator
+    public var dataPosition: LatentLoaderPosition
+
+    enum CodingKeys: String, CodingKey {
+        case rng
+        case dataPosition = "data_position"
+    }
+}
+
+/// `gen train`: a SiT on a latent cache (the TrainingTask of a TrainingRun).
+public final class SiTTrainingJob: TrainingTask {
+    public static let kind = "sit"
+    public static let label = "train"
+    public static let plotTitle = "SiT training loss"
+    public static let plotField = "loss"
+    public static let throughputField = "samples_per_s"
+
     public let options: SiTTrainingOptions
-    public let run: RunFolder
     public let trainer: SiTTrainer
     public let loader: LatentBatchLoader
     public let classNames: [String]
-    var log: (String) -> Void
 
-    public init(options: SiTTrainingOptions, out: String, resume: Bool, overwrite: Bool,
-                log: @escaping (String) -> Void = { print($0) }) throws {
-        self.log = log
-        run = RunFolder(out)
-        var options = options
-        var state: [String: Any]? = nil
-        if let existing = run.latestCheckpoint {
-            guard resume || overwrite else {
-                throw PipelineError.invalidArgument("\(out) already holds a training run; pass --resume to continue it or --overwrite to start over.")
-            }
-            if resume {
-                let s = try readJSONObject(existing + "/state.json")
-                let saved = try decodeJSONObject(SiTTrainingOptions.self, s["options"] as Any)
-                let steps = options.steps
-                if !options.cache.isEmpty && options.cache != saved.cache {
-                    throw PipelineError.invalidArgument("\(out) was trained on \(saved.cache), not \(options.cache); leave out --cache to resume on the run's own cache.")
-                }
-                options = saved
-                options.steps = max(steps, saved.steps)
-                state = s
-            } else {
-                try? FileManager.default.removeItem(atPath: run.root)
-            }
+    /// Opens (or resumes) the run in `out` and returns it, ready to `run`.
+    public static func open(options: SiTTrainingOptions, out: String, resume: Bool, overwrite: Bool,
+                            log: @escaping (String) -> Void = { print($0) }) throws -> TrainingRun<SiTTrainingJob> {
+        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, log: log) {
+            try SiTTrainingJob(options: $0)
         }
-        if options.steps <= 0 { options.steps = SiTTrainingOptions().steps }   // a fresh run given no target
+    }
+
+    public static func resumedOptions(given: SiTTrainingOptions, saved: SiTTrainingOptions, out: String) throws -> SiTTrainingOptions {
+        if !given.cache.isEmpty && given.cache != saved.cache {
+            throw PipelineError.invalidArgument("\(out) was trained on \(saved.cache), not \(given.cache); leave out --cache to resume on the run's own cache.")
+        }
+        var options = saved
+        options.steps = max(given.steps, saved.steps)
+        return options
+    }
+
+    init(options: SiTTrainingOptions) throws {
         guard !options.cache.isEmpty else {
-            throw PipelineError.invalidArgument("No latent cache: pass --cache (only --resume of an existing run in \(out) may leave it out).")
+            throw PipelineError.invalidArgument("No latent cache: pass --cache (only --resume of an existing run in the output folder may leave it out).")
         }
         self.options = options
-        try run.create()
         let reader = try LatentCacheReader(path: options.cache)
         let meta = reader.metadata
         if !options.tokenizer.isEmpty { try checkCache(meta, matches: options.tokenizer) }
@@ -115,73 +123,33 @@ public final class SiTTrainingJob {
                              schedule: .cosine(lr: options.lr, warmup: options.warmup, total: options.steps, minLR: options.minLR),
                              weightDecay: options.weightDecay, maxGradNorm: options.maxGradNorm, emaDecay: options.emaDecay,
                              rng: RandomGenerator(seed: options.seed, stream: 7))
-        var position = LatentLoaderPosition()
-        if let state, let existing = run.latestCheckpoint {
-            guard let step = state["step"] as? Int, let rngObj = state["rng"], let posObj = state["data_position"] else {
-                throw CheckpointError.io(existing + "/state.json", "step, rng or data_position missing")
-            }
-            try model.load(from: SafeTensorsFile(path: existing + "/train-model.safetensors"))
-            try ema.load(from: SafeTensorsFile(path: existing + "/model.safetensors"))
-            try trainer.optimizer.load(from: existing + "/optimizer.safetensors")
-            trainer.restore(step: step, rng: try decodeJSONObject(RandomGenerator.self, rngObj))
-            position = try decodeJSONObject(LatentLoaderPosition.self, posObj)
-            run.truncateLog(after: step)
-            log("Resuming \(run.root) at step \(step) of \(options.steps).")
-        }
         loader = try LatentBatchLoader(reader: reader, batchSize: options.batchSize,
                                        rng: RandomGenerator(seed: options.seed, stream: 11),
-                                       randomFlip: options.randomFlip, position: position)
+                                       randomFlip: options.randomFlip, position: LatentLoaderPosition())
     }
 
-    public func saveCheckpoint() throws {
-        let step = trainer.stepCount
-        try run.saveCheckpoint { dir in
-            try (trainer.ema ?? trainer.model).save(folder: dir)
-            try trainer.model.save(to: dir + "/train-model.safetensors")
-            try trainer.optimizer.save(to: dir + "/optimizer.safetensors")
-            try writeJSONObject([
-                "kind": "sit",
-                "step": step,
-                "options": try jsonObject(options),
-                "rng": try jsonObject(trainer.rng),
-                "data_position": try jsonObject(loader.position),
-            ], to: dir + "/state.json")
-        }
-        try? run.plotLoss(title: "SiT training loss")
+    public var step: Int { trainer.stepCount }
+
+    public func summary(from start: Int) -> String {
+        "Training SiT (\(trainer.model.parameterCount) parameters, \(options.depth) blocks x \(options.hiddenSize)) on \(loader.reader.count) latents of \(loader.reader.metadata.numTokens) x \(loader.reader.metadata.tokenDim), batch \(options.batchSize), steps \(start)..<\(options.steps)."
     }
 
-    public func run(stopAfter: Int? = nil) throws {
-        let total = options.steps
-        let start = trainer.stepCount
-        guard start < total else {
-            log("Already trained for \(start) steps (target \(total)).")
-            return
-        }
-        log("Training SiT (\(trainer.model.parameterCount) parameters, \(options.depth) blocks x \(options.hiddenSize)) on \(loader.reader.count) latents of \(loader.reader.metadata.numTokens) x \(loader.reader.metadata.tokenDim), batch \(options.batchSize), steps \(start)..<\(total).")
-        let bar = ProgressBar(total: total - start, label: "train", unit: "step")
-        let t0 = now()
-        var window: [Float] = []
-        for step in start..<total {
-            let (z, y) = try loader.next()
-            let stats = try trainer.step(latents: z, labels: y)
-            window.append(stats.loss)
-            let done = step + 1
-            if done % options.logEvery == 0 || done == total {
-                let mean = window.reduce(0, +) / Float(window.count)
-                window.removeAll()
-                let elapsed = now() - t0
-                try run.appendLog([
-                    "step": done, "loss": Double(mean), "grad_norm": Double(stats.gradNorm), "lr": Double(stats.lr),
-                    "epoch": loader.position.epoch, "samples_per_s": Double((done - start) * options.batchSize) / elapsed,
-                    "elapsed_s": elapsed,
-                ])
-            }
-            bar.update(fields: [("loss", String(format: "%.4f", stats.loss))])
-            if done % options.saveEvery == 0 || done == total { try saveCheckpoint() }
-            if let stopAfter, done - start >= stopAfter { break }
-        }
-        bar.finish()
-        try run.plotLoss(title: "SiT training loss")
-        log("Done: step \(trainer.stepCount). Checkpoint: \(run.checkpoint)")
+    public func trainStep(_ step: Int) throws -> StepReport {
+        let (z, y) = try loader.next()
+        let stats = try trainer.step(latents: z, labels: y)
+        return StepReport(loss: stats.loss, averaged: ["loss": Double(stats.loss)],
+                          latest: ["grad_norm": Double(stats.gradNorm), "lr": Double(stats.lr)],
+                          bar: [("loss", String(format: "%.4f", stats.loss))])
+    }
+
+    public func decorate(_ record: inout [String: Any]) { record["epoch"] = loader.position.epoch }
+
+    public func writeCheckpoint(into folder: String) throws { try trainer.save(into: folder) }
+
+    public var progress: SiTTrainingProgress { SiTTrainingProgress(rng: trainer.rng, dataPosition: loader.position) }
+
+    public func restore(from folder: String, step: Int, progress: SiTTrainingProgress) throws {
+        try trainer.restore(from: folder, step: step, rng: progress.rng)
+        loader.position = progress.dataPosition
     }
 }

@@ -8,7 +8,7 @@ import Foundation
 import Tensor
 import Tokenizer
 
-public struct TokenizerTrainingOptions: Codable, Equatable, Sendable {
+public struct TokenizerTrainingOptions: TrainingOptions, Sendable {
     public var dataset: String = "fashion-mnist"
     public var preset: String = "fashion32"
     public var steps: Int = 8000
@@ -51,37 +51,45 @@ public struct TokenizerTrainingOptions: Codable, Equatable, Sendable {
     }
 }
 
-public final class TokenizerTrainingJob {
+/// What a tokenizer run records besides the step (informational: the step alone fixes the data
+/// order and flips that come next).
+public struct TokenizerTrainingProgress: Codable {
+    public struct DataPosition: Codable { public var epoch: Int; public var batch: Int }
+    public struct Stream: Codable { public var seed: UInt64; public var stream: Int }
+    public var dataset: String
+    public var dataPosition: DataPosition
+    public var rng: Stream
+
+    enum CodingKeys: String, CodingKey {
+        case dataset, rng
+        case dataPosition = "data_position"
+    }
+}
+
+/// `gen train-tokenizer`: a SoftVQ tokenizer on an image dataset (the TrainingTask of a
+/// TrainingRun).
+public final class TokenizerTrainingJob: TrainingTask {
+    public static let kind = "tokenizer"
+    public static let label = "train-tokenizer"
+    public static let plotTitle = "tokenizer training loss"
+    public static let plotField = "reconstruction"
+    public static let throughputField = "images_per_s"
+
     public let options: TokenizerTrainingOptions
-    public let run: RunFolder
     public let dataset: ImageDataset
     public let trainer: TokenizerTrainer
     let count: Int
-    var log: (String) -> Void
 
-    public init(options: TokenizerTrainingOptions, out: String, resume: Bool, overwrite: Bool,
-                log: @escaping (String) -> Void = { print($0) }) throws {
-        self.log = log
-        run = RunFolder(out)
-        var options = options
-        if let existing = run.latestCheckpoint {
-            guard resume || overwrite else {
-                throw PipelineError.invalidArgument("\(out) already holds a training run; pass --resume to continue it or --overwrite to start over.")
-            }
-            if resume {
-                let state = try readJSONObject(existing + "/state.json")
-                let saved = try decodeJSONObject(TokenizerTrainingOptions.self, state["options"] as Any)
-                // The run's own options win, except the target length (which may be extended).
-                let steps = options.steps
-                options = saved
-                options.steps = max(steps, saved.steps)
-            } else {
-                try? FileManager.default.removeItem(atPath: run.root)
-            }
+    /// Opens (or resumes) the run in `out` and returns it, ready to `run`.
+    public static func open(options: TokenizerTrainingOptions, out: String, resume: Bool, overwrite: Bool,
+                            log: @escaping (String) -> Void = { print($0) }) throws -> TrainingRun<TokenizerTrainingJob> {
+        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, log: log) {
+            try TokenizerTrainingJob(options: $0)
         }
-        if options.steps <= 0 { options.steps = TokenizerTrainingOptions().steps }   // a fresh run given no target
+    }
+
+    init(options: TokenizerTrainingOptions) throws {
         self.options = options
-        try run.create()
         let config = try options.config()
         dataset = try ImageDataset.open(options.dataset, size: config.imageSize)
         count = min(dataset.count, options.limit ?? .max)
@@ -93,16 +101,41 @@ public final class TokenizerTrainingJob {
         trainer = try TokenizerTrainer(model: model, lr: options.lr, weightDecay: options.weightDecay, schedule: schedule,
                                        maxGradNorm: options.maxGradNorm, ema: options.emaDecay,
                                        reconstructionLoss: options.l1 ? .l1 : .l2)
-        if resume, let existing = run.latestCheckpoint {
-            let state = try readJSONObject(existing + "/state.json")
-            guard let step = state["step"] as? Int else { throw CheckpointError.io(existing + "/state.json", "no step") }
-            try model.load(from: SafeTensorsFile(path: existing + "/train-model.safetensors"))
-            try trainer.ema?.load(from: SafeTensorsFile(path: existing + "/model.safetensors"))
-            try trainer.optimizer.load(from: existing + "/optimizer.safetensors")
-            trainer.restore(step: step)
-            run.truncateLog(after: step)
-            log("Resuming \(run.root) at step \(step) of \(options.steps).")
-        }
+    }
+
+    public var step: Int { trainer.step }
+
+    public func summary(from start: Int) -> String {
+        "Training tokenizer '\(options.preset)' (\(trainer.model.parameterCount) parameters) on \(dataset.name) (\(count) images), batch \(options.batchSize), steps \(start)..<\(options.steps)."
+    }
+
+    public func trainStep(_ step: Int) throws -> StepReport {
+        let (idx, flips) = batchIndices(step: step)
+        let (images, _) = try dataset.batch(idx, flips: flips)
+        let stats = try trainer.trainStep(images)
+        let usage = trainer.lastUsage
+        return StepReport(loss: stats.total, averaged: ["reconstruction": Double(stats.reconstruction)],
+                          latest: ["loss": Double(stats.total), "entropy": Double(stats.entropy),
+                                   "grad_norm": Double(stats.gradNorm), "lr": Double(trainer.optimizer.lr),
+                                   "codebook_perplexity": usage?.perplexity ?? 0, "codebook_batch_usage": usage?.batchUsage ?? 0],
+                          bar: [("loss", String(format: "%.4f", stats.total)),
+                                ("psnr", String(format: "%.1f", psnr(mse: Double(stats.reconstruction), range: 2)))])
+    }
+
+    /// PSNR of the window's mean reconstruction error.
+    public func decorate(_ record: inout [String: Any]) {
+        if let mse = record["reconstruction"] as? Double { record["psnr"] = psnr(mse: mse, range: 2) }
+    }
+
+    public var progress: TokenizerTrainingProgress {
+        let step = trainer.step
+        return TokenizerTrainingProgress(dataset: dataset.name,
+                                         dataPosition: .init(epoch: step / stepsPerEpoch, batch: step % stepsPerEpoch),
+                                         rng: .init(seed: options.seed, stream: 2_000_000 + step))
+    }
+
+    public func restore(from folder: String, step: Int, progress: TokenizerTrainingProgress) throws {
+        try trainer.restore(from: folder, step: step)
     }
 
     var stepsPerEpoch: Int { count / options.batchSize }
@@ -119,30 +152,16 @@ public final class TokenizerTrainingJob {
         return (idx, flips)
     }
 
-    public func saveCheckpoint() throws {
-        let step = trainer.step
+    /// The EMA model with the latent normalization SiT will use (vq_mean / vq_std measured on a
+    /// fixed sample of the data), the raw weights and the optimizer.
+    public func writeCheckpoint(into folder: String) throws {
         let saved = trainer.ema ?? trainer.model
         let (mean, std) = try latentStatistics(saved)
-        try run.saveCheckpoint { dir in
-            try saved.save(folder: dir)
-            // The latent normalization SiT will use, measured on a fixed sample of the data.
-            var config = saved.config
-            config.vqMean = mean
-            config.vqStd = std
-            try atomicWrite(try config.jsonData(), to: dir + "/config.json")
-            try trainer.model.save(to: dir + "/train-model.safetensors")
-            try trainer.optimizer.save(to: dir + "/optimizer.safetensors")
-            let epoch = step / stepsPerEpoch
-            try writeJSONObject([
-                "kind": "tokenizer",
-                "step": step,
-                "options": try jsonObject(options),
-                "dataset": dataset.name,
-                "data_position": ["epoch": epoch, "batch": step % stepsPerEpoch],
-                "rng": ["seed": options.seed, "stream": 2_000_000 + step],
-            ], to: dir + "/state.json")
-        }
-        try? run.plotLoss(title: "tokenizer training loss", field: "reconstruction")
+        try trainer.save(into: folder)
+        var config = saved.config
+        config.vqMean = mean
+        config.vqStd = std
+        try atomicWrite(try config.jsonData(), to: folder + "/config.json")
     }
 
     /// Mean and standard deviation of z_q over (up to) 1024 evenly spaced training images.
@@ -160,55 +179,6 @@ public final class TokenizerTrainingJob {
         }
         let mean = sum / k
         return (mean, max(1e-6, (sumSq / k - mean * mean).squareRoot()))
-    }
-
-    /// Trains until `options.steps`, checkpointing every `saveEvery` steps and at the end.
-    public func run(stopAfter: Int? = nil) throws {
-        let total = options.steps
-        let start = trainer.step
-        guard start < total else {
-            log("Already trained for \(start) steps (target \(total)).")
-            return
-        }
-        log("Training tokenizer '\(options.preset)' (\(trainer.model.parameterCount) parameters) on \(dataset.name) (\(count) images), batch \(options.batchSize), steps \(start)..<\(total).")
-        let bar = ProgressBar(total: total - start, label: "train-tokenizer", unit: "step")
-        let t0 = now()
-        var window: [Float] = []
-        var lastStats = TokenizerLosses()
-        for step in start..<total {
-            let (idx, flips) = batchIndices(step: step)
-            let (images, _) = try dataset.batch(idx, flips: flips)
-            let stats = try trainer.trainStep(images)
-            guard stats.total.isFinite else {
-                throw PipelineError.invalidArgument("The training loss became \(stats.total) at step \(step); lower --lr. The last checkpoint is intact.")
-            }
-            lastStats = stats
-            window.append(stats.reconstruction)
-            let done = step + 1
-            if done % options.logEvery == 0 || done == total {
-                let mse = window.reduce(0, +) / Float(window.count)
-                window.removeAll()
-                let elapsed = now() - t0
-                let usage = trainer.lastUsage
-                var record: [String: Any] = ["step": done, "loss": Double(stats.total), "reconstruction": Double(mse)]
-                record["psnr"] = psnr(mse: Double(mse), range: 2)
-                record["entropy"] = Double(stats.entropy)
-                record["grad_norm"] = Double(stats.gradNorm)
-                record["lr"] = Double(trainer.optimizer.lr)
-                record["codebook_perplexity"] = usage?.perplexity ?? 0
-                record["codebook_batch_usage"] = usage?.batchUsage ?? 0
-                record["images_per_s"] = Double((done - start) * options.batchSize) / elapsed
-                record["elapsed_s"] = elapsed
-                try run.appendLog(record)
-            }
-            bar.update(fields: [("loss", String(format: "%.4f", stats.total)),
-                                ("psnr", String(format: "%.1f", psnr(mse: Double(stats.reconstruction), range: 2)))])
-            if done % options.saveEvery == 0 || done == total { try saveCheckpoint() }
-            if let stopAfter, done - start >= stopAfter { break }
-        }
-        bar.finish()
-        try run.plotLoss(title: "tokenizer training loss", field: "reconstruction")
-        log(String(format: "Done: step %d, last loss %.5f. Checkpoint: %@", trainer.step, lastStats.total, run.checkpoint))
     }
 }
 

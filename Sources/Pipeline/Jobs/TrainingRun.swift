@@ -1,0 +1,225 @@
+// One training driver for every model the project trains (SiT, the tokenizer): the rules for an
+// existing run folder (refuse, --resume, --overwrite), restoring a checkpoint with a typed
+// state, the step loop with its progress bar, windowed logging to log.jsonl, the checkpoint
+// cadence, --stop-after, and the loss plot. What differs between models is a `TrainingTask`.
+//
+// Kill -9 safety: a checkpoint is written into checkpoint.tmp and swapped in by renames
+// (RunFolder); the log is truncated back to the checkpoint's step on resume; every random draw
+// of a task follows from its saved state, so a resumed run reaches the same weights.
+
+import Foundation
+import Tensor
+
+/// Options of a training job, as saved in its state.json.
+public protocol TrainingOptions: Codable, Equatable {
+    init()
+    var steps: Int { get set }
+    var batchSize: Int { get }
+    var saveEvery: Int { get }
+    var logEvery: Int { get }
+}
+
+/// What one step reports: values averaged over the log window, the latest values of others,
+/// and the progress-bar fields.
+public struct StepReport {
+    public var averaged: [String: Double]
+    public var latest: [String: Double]
+    public var bar: [(String, String)]
+    /// The step's total loss (checked for NaN by the driver, printed at the end).
+    public var loss: Float
+
+    public init(loss: Float, averaged: [String: Double] = [:], latest: [String: Double] = [:], bar: [(String, String)] = []) {
+        self.loss = loss
+        self.averaged = averaged
+        self.latest = latest
+        self.bar = bar
+    }
+}
+
+/// The model-specific part of a training job.
+public protocol TrainingTask: AnyObject {
+    associatedtype Options: TrainingOptions
+    /// What besides the step makes a resume exact (generator state, data position).
+    associatedtype Progress: Codable
+
+    /// "sit" or "tokenizer": recorded in state.json, checked on resume.
+    static var kind: String { get }
+    /// Progress-bar label, plot title and the log field the plot draws.
+    static var label: String { get }
+    static var plotTitle: String { get }
+    static var plotField: String { get }
+    /// The name of the throughput field of the log (items per second).
+    static var throughputField: String { get }
+
+    /// The options of a resumed run: the saved ones, with what the user may change on resume
+    /// taken from `given` (the step target by default). Throws for a change that is refused.
+    static func resumedOptions(given: Options, saved: Options, out: String) throws -> Options
+
+    var options: Options { get }
+    /// Steps done so far.
+    var step: Int { get }
+    /// The line printed before training starts.
+    func summary(from start: Int) -> String
+    /// One optimisation step (the `step`-th, 0-based).
+    func trainStep(_ step: Int) throws -> StepReport
+    /// Extra fields of a log record (e.g. PSNR of the windowed error, the epoch).
+    func decorate(_ record: inout [String: Any])
+    /// Writes the model files of a checkpoint into `folder` (state.json is the driver's).
+    func writeCheckpoint(into folder: String) throws
+    var progress: Progress { get }
+    /// Restores a checkpoint written by `writeCheckpoint` at `step` with its progress.
+    func restore(from folder: String, step: Int, progress: Progress) throws
+}
+
+extension TrainingTask {
+    public static func resumedOptions(given: Options, saved: Options, out: String) throws -> Options {
+        var options = saved
+        options.steps = max(given.steps, saved.steps)
+        return options
+    }
+
+    public func decorate(_ record: inout [String: Any]) {}
+}
+
+/// state.json of a checkpoint: kind, step and options, with the task's progress fields beside
+/// them in the same JSON object.
+public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
+    public var kind: String
+    public var step: Int
+    public var options: Options
+    public var progress: Progress
+
+    enum CodingKeys: String, CodingKey { case kind, step, options }
+
+    public init(kind: String, step: Int, options: Options, progress: Progress) {
+        self.kind = kind
+        self.step = step
+        self.options = options
+        self.progress = progress
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try c.decode(String.self, forKey: .kind)
+        step = try c.decode(Int.self, forKey: .step)
+        options = try c.decode(Options.self, forKey: .options)
+        progress = try Progress(from: decoder)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(step, forKey: .step)
+        try c.encode(options, forKey: .options)
+        try progress.encode(to: encoder)
+    }
+
+    public static func read(_ path: String) throws -> TrainingState {
+        guard let data = FileManager.default.contents(atPath: path) else { throw CheckpointError.io(path, "cannot read") }
+        do { return try JSONDecoder().decode(TrainingState.self, from: data) } catch {
+            throw CheckpointError.io(path, "not a training state of this kind (\(error))")
+        }
+    }
+
+    public func write(_ path: String) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try atomicWrite(try enc.encode(self), to: path)
+    }
+}
+
+/// A training job: a run folder and the task that trains in it.
+public final class TrainingRun<Task: TrainingTask> {
+    public let folder: RunFolder
+    public let task: Task
+    let log: (String) -> Void
+
+    /// Opens the run in `out`. An existing run is refused unless `resume` (continue it with its
+    /// own options; see `Task.resumedOptions`) or `overwrite` (start over). `make` builds the
+    /// task from the options in force; a resumed task is then restored from its checkpoint.
+    public init(out: String, options given: Task.Options, resume: Bool, overwrite: Bool,
+                log: @escaping (String) -> Void = { print($0) }, make: (Task.Options) throws -> Task) throws {
+        self.log = log
+        folder = RunFolder(out)
+        var options = given
+        var saved: TrainingState<Task.Options, Task.Progress>? = nil
+        if let existing = folder.latestCheckpoint {
+            guard resume || overwrite else {
+                throw PipelineError.invalidArgument("\(out) already holds a training run; pass --resume to continue it or --overwrite to start over.")
+            }
+            if resume {
+                let state = try TrainingState<Task.Options, Task.Progress>.read(existing + "/state.json")
+                guard state.kind == Task.kind else {
+                    throw PipelineError.invalidArgument("\(out) holds a \(state.kind) run, not a \(Task.kind) run.")
+                }
+                options = try Task.resumedOptions(given: given, saved: state.options, out: out)
+                saved = state
+            } else {
+                try? FileManager.default.removeItem(atPath: folder.root)
+            }
+        }
+        if options.steps <= 0 { options.steps = Task.Options().steps }   // a fresh run given no target
+        task = try make(options)
+        try folder.create()
+        if let saved, let existing = folder.latestCheckpoint {
+            try task.restore(from: existing, step: saved.step, progress: saved.progress)
+            folder.truncateLog(after: saved.step)
+            log("Resuming \(folder.root) at step \(saved.step) of \(options.steps).")
+        }
+    }
+
+    public var options: Task.Options { task.options }
+
+    /// Writes a checkpoint (model files and state.json) atomically, then redraws the loss plot.
+    public func saveCheckpoint() throws {
+        let state = TrainingState(kind: Task.kind, step: task.step, options: task.options, progress: task.progress)
+        try folder.saveCheckpoint { dir in
+            try task.writeCheckpoint(into: dir)
+            try state.write(dir + "/state.json")
+        }
+        try? folder.plotLoss(title: Task.plotTitle, field: Task.plotField)
+    }
+
+    /// Trains until `options.steps`, checkpointing every `saveEvery` steps and at the end;
+    /// `stopAfter` ends this invocation early (the run stays resumable).
+    public func run(stopAfter: Int? = nil) throws {
+        let total = options.steps
+        let start = task.step
+        guard start < total else {
+            log("Already trained for \(start) steps (target \(total)).")
+            return
+        }
+        log(task.summary(from: start))
+        let bar = ProgressBar(total: total - start, label: Task.label, unit: "step")
+        let t0 = now()
+        var window: [StepReport] = []
+        var last = StepReport(loss: .nan)
+        for step in start..<total {
+            let report = try task.trainStep(step)
+            guard report.loss.isFinite else {
+                throw PipelineError.invalidArgument("The training loss became \(report.loss) at step \(step); lower --lr. The last checkpoint is intact.")
+            }
+            last = report
+            window.append(report)
+            let done = step + 1
+            if done % options.logEvery == 0 || done == total {
+                let elapsed = now() - t0
+                var record: [String: Any] = ["step": done, "elapsed_s": elapsed,
+                                             Task.throughputField: Double((done - start) * options.batchSize) / elapsed]
+                for (k, v) in report.latest { record[k] = v }
+                for k in report.averaged.keys {
+                    record[k] = window.reduce(0) { $0 + ($1.averaged[k] ?? 0) } / Double(window.count)
+                }
+                task.decorate(&record)
+                window.removeAll()
+                try folder.appendLog(record)
+            }
+            bar.update(fields: report.bar)
+            if done % options.saveEvery == 0 || done == total { try saveCheckpoint() }
+            if let stopAfter, done - start >= stopAfter { break }
+        }
+        bar.finish()
+        try folder.plotLoss(title: Task.plotTitle, field: Task.plotField)
+        log(String(format: "Done: step %d, last loss %.5f. Checkpoint: %@", task.step, last.loss, folder.checkpoint))
+    }
+}

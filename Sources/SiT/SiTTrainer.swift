@@ -1,0 +1,97 @@
+// One SiT training step (the official train.py loop body): the flow-matching loss, backward,
+// gradient clipping, AdamW and the EMA update; and the trainer's tensors in a checkpoint folder
+// (the run folder around them, state.json and atomicity belong to Pipeline's TrainingRun).
+
+import Foundation
+import Tensor
+
+/// Statistics of one training step.
+public struct TrainStepStats: Sendable {
+    public let step: Int
+    public let loss: Float
+    /// Global gradient norm before clipping.
+    public let gradNorm: Float
+    public let lr: Float
+}
+
+/// One model, its EMA copy, AdamW and the objective. `step` is deterministic given the state of
+/// `rng` (saved and restored with the trainer's state).
+public final class SiTTrainer {
+    public let model: SiT
+    /// The exponential moving average of the model (nil to skip EMA).
+    public let ema: SiT?
+    public let optimizer: AdamW
+    public var objective: FlowMatchingObjective
+    public var schedule: LRSchedule
+    public var maxGradNorm: Float
+    public var emaDecay: Float
+    public var rng: RandomGenerator
+    public private(set) var stepCount: Int = 0
+
+    /// Defaults follow the official training script: AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8,
+    /// weight decay 0, gradient clipping at 1, EMA decay 0.9999 (EMA initialized to the model).
+    public init(model: SiT, ema: SiT? = nil, objective: FlowMatchingObjective? = nil,
+                schedule: LRSchedule = .constant(1e-4), weightDecay: Float = 0,
+                betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8,
+                maxGradNorm: Float = 1, emaDecay: Float = 0.9999, rng: RandomGenerator) {
+        self.model = model
+        self.ema = ema
+        ema?.copyValues(from: model)
+        self.objective = objective ?? FlowMatchingObjective(for: model.config)
+        self.schedule = schedule
+        optimizer = AdamW(model.trainableParameters(), lr: schedule.lr(at: 0), betas: betas, eps: eps,
+                          weightDecay: weightDecay)
+        self.maxGradNorm = maxGradNorm
+        self.emaDecay = emaDecay
+        self.rng = rng
+    }
+
+    /// Continue from a saved position (step counter for the LR schedule).
+    public func restore(step: Int, rng: RandomGenerator) {
+        stepCount = step
+        self.rng = rng
+    }
+
+    /// One step on a batch of (normalized) latents x0 (N, ...) with labels: loss, backward,
+    /// clip, AdamW, EMA.
+    @discardableResult
+    public func step(latents x0: Tensor, labels: [Int]) throws -> TrainStepStats {
+        model.zeroGrad()
+        let (loss, _) = try objective.loss(model: model, x0: x0, labels: labels, rng: &rng)
+        let value = loss.item
+        guard value.isFinite else { throw SiTError.nonFinite("training loss \(value) at step \(stepCount)") }
+        loss.backward()
+        let params = optimizer.parameters
+        let norm = gradientNorm(params)
+        let lr = schedule.lr(at: stepCount)
+        optimizer.lr = lr
+        Autograd.noGrad {
+            optimizer.update(gradientScale: clipCoefficient(norm: norm, maxNorm: maxGradNorm))
+            if let ema { EMA.update(ema, from: model, decay: emaDecay) }
+        }
+        model.zeroGrad()
+        stepCount += 1
+        return TrainStepStats(step: stepCount, loss: value, gradNorm: norm, lr: lr)
+    }
+}
+
+// MARK: - Checkpoint files
+
+extension SiTTrainer {
+    /// Writes the trainer's tensors into `folder` (which exists): the EMA model (or the model
+    /// without EMA) as `config.json` + `model.safetensors` (what users load),
+    /// `train-model.safetensors` (raw weights) and `optimizer.safetensors` (AdamW moments).
+    public func save(into folder: String) throws {
+        try (ema ?? model).save(folder: folder)
+        try model.save(to: folder + "/train-model.safetensors")
+        try optimizer.save(to: folder + "/optimizer.safetensors")
+    }
+
+    /// Restores what `save(into:)` wrote (same architecture), then the step counter and generator.
+    public func restore(from folder: String, step: Int, rng: RandomGenerator) throws {
+        try model.load(from: SafeTensorsFile(path: folder + "/train-model.safetensors"))
+        try ema?.load(from: SafeTensorsFile(path: folder + "/model.safetensors"))
+        try optimizer.load(from: folder + "/optimizer.safetensors")
+        restore(step: step, rng: rng)
+    }
+}
