@@ -13,6 +13,9 @@ let package = Package(
         .library(name: "Tokenizer", targets: ["Tokenizer"]),
         .library(name: "SiT", targets: ["SiT"]),
         .library(name: "Sampler", targets: ["Sampler"]),
+        .library(name: "Formats", targets: ["Formats"]),
+        .library(name: "Render", targets: ["Render"]),
+        .library(name: "Datasets", targets: ["Datasets"]),
         .library(name: "Pipeline", targets: ["Pipeline"]),
     ],
     dependencies: [
@@ -40,20 +43,26 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "SiT", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "Sampler", dependencies: ["Tensor"], swiftSettings: optimize),
+        // File formats (PNG/JPEG, HDF5 latent cache, .npz, gzip, SHA-256), datasets and
+        // rendering (grids, plots, progress) need no model; Pipeline holds the jobs that do.
+        .target(name: "Formats", dependencies: ["Tensor", "CHDF5", "CTurboJPEG", "CZlib", "CPNG"],
+                swiftSettings: optimize),
+        .target(name: "Datasets", dependencies: ["Formats", "Tensor"], swiftSettings: optimize),
+        .target(name: "Render", dependencies: ["Formats", "Tensor"], swiftSettings: optimize),
         .target(name: "Pipeline",
-                dependencies: ["Tensor", "Tokenizer", "SiT", "Sampler", "CHDF5", "CTurboJPEG", "CZlib", "CPNG", "CBLAS"],
+                dependencies: ["Tensor", "Tokenizer", "SiT", "Sampler", "Formats", "Datasets", "Render", "CHDF5", "CBLAS"],
                 swiftSettings: optimize),
         .executableTarget(name: "gen",
-                          dependencies: ["Pipeline", "Tensor", "Tokenizer", "SiT", "Sampler",
+                          dependencies: ["Pipeline", "Formats", "Datasets", "Render", "Tensor", "Tokenizer", "SiT", "Sampler",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
 
         .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
         .testTarget(name: "SiTTests", dependencies: ["SiT", "Sampler", "Tensor"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Tensor"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Formats", "Datasets", "Render", "SiT", "Tensor"]),
         // End-to-end tests of the gen executable (subprocesses, including kill -9 and resume).
-        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline", "SiT", "Tensor"]),
+        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline", "Formats", "Datasets", "SiT", "Tensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,9 +1,8 @@
 import ArgumentParser
+import Formats
 import Foundation
 import Pipeline
 import Sampler
-
-extension SamplerMethod: ExpressibleByArgument {}
 
 struct Sample: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,84 +2,6 @@ import ArgumentParser
 import Foundation
 import Pipeline
 import SiT
-import Tensor
-
-struct TrainTokenizer: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "train-tokenizer",
-        abstract: "Train a SoftVQ tokenizer on images (resumable; checkpoints in the official folder layout).",
-        discussion: """
-        <out>/checkpoint holds the EMA weights as config.json + model.safetensors (the layout of the released SoftVQVAE/softvq-* folders, with vq_mean / vq_std measured on the data), plus the optimizer and data position for --resume. Metrics go to <out>/log.jsonl, the loss curve to <out>/loss.png.
-
-        Example: gen train-tokenizer --dataset fashion-mnist --preset fashion32 --steps 8000 --out runs/tok
-        """)
-
-    @OptionGroup var compute: ComputeOptions
-    @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
-    @Option(help: "Tokenizer preset (fashion32, fashion32-small, softvq-b-64, ...).") var preset = "fashion32"
-    @Option(help: "Output run folder.") var out: String
-    @Option(help: "Override the preset's ViT width (encoder and decoder).") var width: Int?
-    @Option(help: "Override the preset's ViT depth.") var depth: Int?
-    @Option(help: "Override the preset's attention heads.") var heads: Int?
-    @Option(help: "Override the number of latent tokens.") var tokens: Int?
-    @Option(help: "Override the number of codebooks.") var codebooks: Int?
-    @Option(name: .customLong("codebook-size"), help: "Override the codewords per codebook.") var codebookSize: Int?
-    @Option(name: .customLong("codebook-dim"), help: "Override the codeword (latent channel) dimension.") var codebookDim: Int?
-    @Option(help: "Total optimizer steps (default 8000; with --resume, the run's own target unless given).") var steps: Int?
-    @Option(name: .customLong("batch-size"), help: "Images per step.") var batchSize = 32
-    @Option(help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 4e-4
-    @Option(help: "Warmup steps.") var warmup = 500
-    @Option(name: .customLong("ema"), help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999
-    @Flag(help: "L1 reconstruction loss instead of L2.") var l1 = false
-    @Option(help: "Seed of initialization, data order and flips.") var seed: UInt64 = 0
-    @Option(help: "Use only the first N images.") var limit: Int?
-    @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") var saveEvery = 500
-    @Option(name: .customLong("log-every"), help: "Log every N steps.") var logEvery = 25
-    @Option(name: .customLong("stop-after"), help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?
-    @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
-    @Flag(help: "Replace an existing run in --out.") var overwrite = false
-
-    func run() throws {
-        compute.apply()
-        var o = TokenizerTrainingOptions()
-        o.dataset = dataset; o.preset = preset; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr
-        o.warmup = warmup; o.minLR = lr / 10; o.emaDecay = emaDecay; o.l1 = l1; o.seed = seed; o.limit = limit
-        o.saveEvery = saveEvery; o.logEvery = logEvery
-        o.width = width; o.depth = depth; o.heads = heads; o.tokens = tokens; o.codebooks = codebooks
-        o.codebookSize = codebookSize; o.codebookDim = codebookDim
-        try userFacing {
-            let job = try TokenizerTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
-            try job.run(stopAfter: stopAfter)
-        }
-    }
-}
-
-struct Precompute: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Encode a dataset into an HDF5 latent cache (latents and mirrored latents); resumable.",
-        discussion: """
-        Rerun the same command after an interruption (even kill -9) to finish the cache; the file appears under its final name only when complete.
-
-        Example: gen precompute --tokenizer runs/tok/checkpoint --dataset fashion-mnist --out runs/latents.h5
-        """)
-
-    @OptionGroup var compute: ComputeOptions
-    @Option(help: "Tokenizer checkpoint folder (config.json + model.safetensors).") var tokenizer: String
-    @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
-    @Option(help: "Output .h5 file.") var out: String
-    @Option(name: .customLong("batch-size"), help: "Images per batch.") var batchSize = 64
-    @Option(help: "Encode only the first N images.") var limit: Int?
-    @Option(help: "Compress with shuffle + deflate at this level (1-9).") var deflate: Int?
-    @Flag(help: "Stop at the first unreadable image instead of skipping it.") var strict = false
-    @Flag(help: "Replace an existing cache.") var overwrite = false
-
-    func run() throws {
-        compute.apply()
-        var o = PrecomputeOptions(tokenizer: tokenizer, dataset: dataset, out: out)
-        o.batchSize = batchSize; o.limit = limit; o.strict = strict; o.overwrite = overwrite; o.deflate = deflate
-        try userFacing { try PrecomputeJob.run(o) }
-    }
-}
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -123,6 +45,3 @@ struct Train: ParsableCommand {
         }
     }
 }
-
-extension InterpolantPath: ExpressibleByArgument {}
-extension TimeSampling: ExpressibleByArgument {}

@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import Datasets
+import Formats
 @testable import Pipeline
 import SiT
 import Tensor

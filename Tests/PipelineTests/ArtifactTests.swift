@@ -1,5 +1,8 @@
 import Foundation
+@testable import Datasets
+@testable import Formats
 @testable import Pipeline
+@testable import Render
 import Tensor
 import XCTest
 

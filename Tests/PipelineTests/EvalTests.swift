@@ -1,5 +1,7 @@
 import XCTest
+@testable import Datasets
 @testable import Pipeline
+@testable import Render
 import Tensor
 
 final class FrechetDistanceTests: XCTestCase {

@@ -1,6 +1,9 @@
 import CTurboJPEG
 import Foundation
+@testable import Datasets
+@testable import Formats
 @testable import Pipeline
+@testable import Render
 import XCTest
 
 final class ImageIOTests: XCTestCase {

@@ -1,4 +1,5 @@
 import Foundation
+@testable import Formats
 @testable import Pipeline
 import Tensor
 import XCTest

@@ -1,5 +1,7 @@
 import Foundation
+@testable import Formats
 @testable import Pipeline
+@testable import Render
 import Tensor
 import XCTest
 

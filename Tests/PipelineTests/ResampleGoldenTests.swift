@@ -1,4 +1,6 @@
 import Foundation
+@testable import Datasets
+@testable import Formats
 @testable import Pipeline
 import XCTest
 

@@ -1,4 +1,5 @@
 import Foundation
+@testable import Formats
 @testable import Pipeline
 
 /// A fresh temporary folder, removed by the caller's defer.

@@ -3,7 +3,9 @@
 // distance; generation class fidelity and FD against the test set, next to the train-vs-test
 // FD floor; and a sweep over CFG scale and sampler steps (table + plot).
 
+import Datasets
 import Foundation
+import Render
 import Sampler
 import Tensor
 import Tokenizer

@@ -2,6 +2,7 @@
 // K1 = 0.01, K2 = 0.03, as in Wang et al. 2004), and conversions between the tokenizer's
 // (3, S, S) [-1, 1] images and the classifier's (1, 28, 28) input.
 
+import Formats
 import Foundation
 import Tensor
 

@@ -8,7 +8,9 @@
 // image regenerated alone from its printed seed is bit-identical to its copy in the batch.
 
 import CHDF5
+import Formats
 import Foundation
+import Render
 import Sampler
 import SiT
 import Tensor

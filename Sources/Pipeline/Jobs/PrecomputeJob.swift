@@ -3,7 +3,10 @@
 // `rows_done` record in `<out>.partial`, and a rerun continues after the last source image
 // that was written.
 
+import Datasets
+import Formats
 import Foundation
+import Render
 import Tensor
 import Tokenizer
 

@@ -12,6 +12,7 @@
 // leaves only checkpoint.old, that one is used.
 
 import Foundation
+import Render
 import Tensor
 
 public struct RunFolder {

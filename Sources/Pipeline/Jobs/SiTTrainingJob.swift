@@ -1,7 +1,9 @@
 // `gen train`: trains a SiT on a latent cache, resumably. The data loader's position and the
 // trainer's generator are saved with each checkpoint, so a resumed run continues exactly.
 
+import Formats
 import Foundation
+import Render
 import SiT
 import Tensor
 import Tokenizer

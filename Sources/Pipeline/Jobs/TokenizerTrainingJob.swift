@@ -4,7 +4,10 @@
 // flips of step s from the seed's stream for s; so the step number alone fixes what comes next
 // and a resumed run reaches the same weights as an uninterrupted one.
 
+import Datasets
+import Formats
 import Foundation
+import Render
 import Tensor
 import Tokenizer
 

@@ -8,6 +8,8 @@
 // of a task follows from its saved state, so a resumed run reaches the same weights.
 
 import Foundation
+import Formats
+import Render
 import Tensor
 
 /// Options of a training job, as saved in its state.json.

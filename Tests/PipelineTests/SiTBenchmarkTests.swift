@@ -4,7 +4,8 @@
 import Foundation
 import XCTest
 import Tensor
-@testable import SiT
+import Pipeline
+import SiT
 
 final class SiTBenchmarkTests: XCTestCase {
     func testFLOPCount() {

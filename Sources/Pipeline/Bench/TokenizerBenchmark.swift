@@ -1,9 +1,8 @@
-// Benchmark of the tokenizer (to be moved to Pipeline/Bench).
+// Encode/decode timing of a SoftVQ tokenizer with cheap random weights.
 
 import Foundation
 import Tensor
-
-// MARK: - Benchmark
+import Tokenizer
 
 /// Timing of the tokenizer with random weights.
 public enum TokenizerBenchmark {

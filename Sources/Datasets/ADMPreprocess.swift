@@ -1,6 +1,7 @@
 // ADM / guided-diffusion `center_crop_arr` preprocessing for ImageNet-style images, and the
 // conversion of 8-bit images to the tokenizer's input (3, S, S) floats in [-1, 1].
 
+import Formats
 import Foundation
 import Tensor
 

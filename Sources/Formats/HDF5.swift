@@ -4,30 +4,30 @@
 import CHDF5
 import Foundation
 
-enum H5 {
+package enum H5 {
     /// Turns HDF5's printed error stack off once; failures become thrown errors instead.
-    static let silenced: Void = { h5_silence_errors() }()
+    package static let silenced: Void = { h5_silence_errors() }()
 
     @discardableResult
-    static func check(_ status: herr_t, _ what: @autoclosure () -> String) throws -> herr_t {
+    package static func check(_ status: herr_t, _ what: @autoclosure () -> String) throws -> herr_t {
         if status < 0 { throw PipelineError.hdf5("HDF5 failed to \(what()).") }
         return status
     }
 
-    static func id(_ value: hid_t, _ what: @autoclosure () -> String) throws -> hid_t {
+    package static func id(_ value: hid_t, _ what: @autoclosure () -> String) throws -> hid_t {
         if value < 0 { throw PipelineError.hdf5("HDF5 failed to \(what()).") }
         return value
     }
 
     /// A variable-length UTF-8 string type (caller closes).
-    static func stringType() throws -> hid_t {
+    package static func stringType() throws -> hid_t {
         let t = try id(H5Tcopy(h5_t_c_s1()), "create a string type")
         try check(H5Tset_size(t, h5t_variable()), "set a variable string size")
         try check(H5Tset_cset(t, H5T_CSET_UTF8), "set the UTF-8 character set")
         return t
     }
 
-    static func attributeExists(_ obj: hid_t, _ name: String) -> Bool { H5Aexists(obj, name) > 0 }
+    package static func attributeExists(_ obj: hid_t, _ name: String) -> Bool { H5Aexists(obj, name) > 0 }
 
     /// Creates or overwrites a scalar attribute of file type `fileType` from `value` in `memType`.
     private static func writeScalar(_ obj: hid_t, _ name: String, fileType: hid_t, memType: hid_t,
@@ -44,17 +44,17 @@ enum H5 {
         try check(H5Awrite(attr, memType, value), "write attribute \(name)")
     }
 
-    static func setAttribute(_ obj: hid_t, _ name: String, int value: Int) throws {
+    package static func setAttribute(_ obj: hid_t, _ name: String, int value: Int) throws {
         var v = Int64(value)
         try writeScalar(obj, name, fileType: h5_t_std_i64le(), memType: h5_t_native_int64(), &v)
     }
 
-    static func setAttribute(_ obj: hid_t, _ name: String, double value: Double) throws {
+    package static func setAttribute(_ obj: hid_t, _ name: String, double value: Double) throws {
         var v = value
         try writeScalar(obj, name, fileType: h5_t_ieee_f64le(), memType: h5_t_native_double(), &v)
     }
 
-    static func setAttribute(_ obj: hid_t, _ name: String, string value: String) throws {
+    package static func setAttribute(_ obj: hid_t, _ name: String, string value: String) throws {
         let t = try stringType()
         defer { H5Tclose(t) }
         if attributeExists(obj, name) { try check(H5Adelete(obj, name), "replace attribute \(name)") }
@@ -69,7 +69,7 @@ enum H5 {
         return try id(H5Aopen(obj, name, h5_p_default()), "open attribute \(name)")
     }
 
-    static func intAttribute(_ obj: hid_t, _ name: String) throws -> Int {
+    package static func intAttribute(_ obj: hid_t, _ name: String) throws -> Int {
         let a = try openAttribute(obj, name)
         defer { H5Aclose(a) }
         var v: Int64 = 0
@@ -77,7 +77,7 @@ enum H5 {
         return Int(v)
     }
 
-    static func doubleAttribute(_ obj: hid_t, _ name: String) throws -> Double {
+    package static func doubleAttribute(_ obj: hid_t, _ name: String) throws -> Double {
         let a = try openAttribute(obj, name)
         defer { H5Aclose(a) }
         var v: Double = 0
@@ -86,7 +86,7 @@ enum H5 {
     }
 
     /// Reads a string attribute stored either variable-length (ours, h5py str) or fixed-length.
-    static func stringAttribute(_ obj: hid_t, _ name: String) throws -> String {
+    package static func stringAttribute(_ obj: hid_t, _ name: String) throws -> String {
         let a = try openAttribute(obj, name)
         defer { H5Aclose(a) }
         let fileType = try id(H5Aget_type(a), "read the type of attribute \(name)")
@@ -112,7 +112,7 @@ enum H5 {
 
     /// Selects whole rows (along dimension 0) of a dataspace of rank `rank`, merging runs.
     /// `rows` must be sorted and unique.
-    static func selectRows(_ space: hid_t, rows: [Int], trailing: [hsize_t]) throws {
+    package static func selectRows(_ space: hid_t, rows: [Int], trailing: [hsize_t]) throws {
         try check(H5Sselect_none(space), "clear a selection")
         var i = 0
         var first = true

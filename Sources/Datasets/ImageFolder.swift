@@ -1,6 +1,7 @@
 // ImageNet-style folder dataset: root/<class>/<image>, class index = position of the folder
 // name in sorted order; .jpg/.jpeg/.png files (any case).
 
+import Formats
 import Foundation
 
 public struct ImageFolder: Sendable {

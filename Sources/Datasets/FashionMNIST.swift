@@ -1,6 +1,7 @@
 // Fashion-MNIST from the gzipped IDX files of Debian's dataset-fashion-mnist package, and the
 // conversion of its 28x28 gray images to the tokenizer's (3, S, S) input in [-1, 1].
 
+import Formats
 import Foundation
 import Tensor
 

@@ -1,6 +1,7 @@
 // One view of the image datasets the jobs consume: Fashion-MNIST (embedded default) or an
 // ImageNet-style folder, each turned into tokenizer inputs (3, S, S) in [-1, 1].
 
+import Formats
 import Foundation
 import Tensor
 

@@ -3,6 +3,7 @@
 // (antialiasing), weights normalized per output pixel and quantized to 22-bit fixed point,
 // horizontal pass first with an 8-bit intermediate, then the vertical pass.
 
+import Formats
 import Foundation
 
 public enum ResampleFilter: String, Sendable {

@@ -39,6 +39,6 @@ extension PipelineError: LocalizedError {
 }
 
 /// Prints a one-line warning to standard error.
-func warn(_ message: String) {
+package func warn(_ message: String) {
     FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
 }

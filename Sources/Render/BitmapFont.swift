@@ -1,6 +1,7 @@
 // A 5x7 pixel font for printable ASCII (0x20...0x7E), so labels and plot ticks need no font
 // library. Each glyph is 5 column bytes; bit 0 is the top row.
 
+import Formats
 import Foundation
 
 public enum BitmapFont {

@@ -1,6 +1,7 @@
 // Composing generated images into a labelled PNG grid (one row per class, label on the left),
 // and converting model outputs (3, H, W) in [-1, 1] to 8-bit images.
 
+import Formats
 import Foundation
 import Tensor
 

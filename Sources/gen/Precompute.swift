@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import Pipeline
+
+struct Precompute: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Encode a dataset into an HDF5 latent cache (latents and mirrored latents); resumable.",
+        discussion: """
+        Rerun the same command after an interruption (even kill -9) to finish the cache; the file appears under its final name only when complete.
+
+        Example: gen precompute --tokenizer runs/tok/checkpoint --dataset fashion-mnist --out runs/latents.h5
+        """)
+
+    @OptionGroup var compute: ComputeOptions
+    @Option(help: "Tokenizer checkpoint folder (config.json + model.safetensors).") var tokenizer: String
+    @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
+    @Option(help: "Output .h5 file.") var out: String
+    @Option(name: .customLong("batch-size"), help: "Images per batch.") var batchSize = 64
+    @Option(help: "Encode only the first N images.") var limit: Int?
+    @Option(help: "Compress with shuffle + deflate at this level (1-9).") var deflate: Int?
+    @Flag(help: "Stop at the first unreadable image instead of skipping it.") var strict = false
+    @Flag(help: "Replace an existing cache.") var overwrite = false
+
+    func run() throws {
+        compute.apply()
+        var o = PrecomputeOptions(tokenizer: tokenizer, dataset: dataset, out: out)
+        o.batchSize = batchSize; o.limit = limit; o.strict = strict; o.overwrite = overwrite; o.deflate = deflate
+        try userFacing { try PrecomputeJob.run(o) }
+    }
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Datasets
+import Formats
+import Foundation
+import Pipeline
+import Render
+import Tensor
+
+struct TrainClassifier: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-classifier",
+        abstract: "Train the small Fashion-MNIST classifier that gen eval uses for accuracy, class fidelity and feature FD.",
+        discussion: "Example: gen train-classifier --out Checkpoints/fashion-classifier --epochs 4")
+
+    @OptionGroup var compute: ComputeOptions
+    @Option(help: "Output folder (model.safetensors + README facts in metrics.json).") var out: String
+    @Option(help: "Training epochs over the 60k training images.") var epochs = 4
+    @Option(name: .customLong("batch-size"), help: "Images per step.") var batchSize = 128
+    @Option(help: "Peak learning rate.") var lr: Float = 2e-3
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Flag(help: "Replace an existing classifier.") var overwrite = false
+
+    func run() throws {
+        compute.apply()
+        try userFacing {
+            let path = out + "/model.safetensors"
+            if FileManager.default.fileExists(atPath: path) && !overwrite {
+                throw PipelineError.invalidArgument("\(path) already exists; pass --overwrite to replace it.")
+            }
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let train = try FashionMNIST(split: .train), test = try FashionMNIST(split: .test)
+            let images = EvalJob.classifierImages(train)
+            let steps = epochs * (train.count / batchSize)
+            let bar = ProgressBar(total: steps, label: "train-classifier", unit: "step")
+            let t0 = now()
+            let model = trainFashionClassifier(images: images, labels: train.labels, epochs: epochs, batch: batchSize, lr: lr, seed: seed) { _, _, loss in
+                bar.update(fields: [("loss", String(format: "%.4f", loss))])
+            }
+            bar.finish()
+            let (_, predictions) = model.evaluate(EvalJob.classifierImages(test))
+            let accuracy = EvalJob.accuracy(predictions, test.labels)
+            try model.save(to: path)
+            let facts: [String: Any] = ["test_accuracy": accuracy, "epochs": epochs, "batch_size": batchSize, "lr": Double(lr),
+                                        "seed": seed, "seconds": now() - t0, "parameters": model.parameterCount]
+            try atomicWrite(JSONSerialization.data(withJSONObject: facts, options: [.prettyPrinted, .sortedKeys]), to: out + "/metrics.json")
+            print(String(format: "Test accuracy %.2f%%. Wrote %@ (%d parameters) in %.0f s.", accuracy * 100, path, model.parameterCount, now() - t0))
+        }
+    }
+}
