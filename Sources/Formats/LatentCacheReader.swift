@@ -39,10 +39,11 @@ public final class LatentCacheReader {
                 throw PipelineError.cacheMismatch("The latent cache \(path) is incomplete (complete = \(complete)); rerun the caching command to finish it.")
             }
             for name in ["latents", "latents_flip", "paths", "labels"] {
+                if name == "latents_flip" && !meta.mirrored { opened.append(-1); continue }
                 opened.append(try H5.id(H5Dopen2(f, name, h5_p_default()), "open /\(name) in \(path)"))
             }
             // Check shapes against the attributes.
-            for (k, d) in opened.enumerated() {
+            for (k, d) in opened.enumerated() where d >= 0 {
                 let space = try H5.id(H5Dget_space(d), "get a dataspace")
                 defer { H5Sclose(space) }
                 let rank = Int(H5Sget_simple_extent_ndims(space))
@@ -62,7 +63,7 @@ public final class LatentCacheReader {
             metadata = meta
             labels = y.map { Int($0) }
         } catch {
-            opened.forEach { H5Dclose($0) }
+            opened.filter { $0 >= 0 }.forEach { H5Dclose($0) }
             H5Fclose(f)
             throw error
         }
@@ -74,7 +75,8 @@ public final class LatentCacheReader {
     }
 
     deinit {
-        H5Dclose(latents); H5Dclose(latentsFlip); H5Dclose(paths)
+        H5Dclose(latents); H5Dclose(paths)
+        if latentsFlip >= 0 { H5Dclose(latentsFlip) }
         H5Fclose(file)
     }
 
@@ -86,6 +88,9 @@ public final class LatentCacheReader {
         precondition(flips.count == rows.count, "one flip flag per row")
         if let bad = rows.first(where: { $0 < 0 || $0 >= count }) {
             throw PipelineError.invalidArgument("Row \(bad) is outside the latent cache (\(count) rows).")
+        }
+        if !metadata.mirrored && flips.contains(true) {
+            throw PipelineError.invalidArgument("The latent cache \(path) has no mirrored latents (\(metadata.preprocessing)).")
         }
         let out = Tensor(uninitialized: [rows.count, l, c])
         for (dataset, wantFlip) in [(latents, false), (latentsFlip, true)] {
@@ -165,7 +170,8 @@ public struct LatentLoaderPosition: Codable, Equatable, Sendable {
 public final class LatentBatchLoader {
     public let reader: LatentCacheReader
     public let batchSize: Int
-    /// Pick /latents_flip with probability 1/2 (else always /latents).
+    /// Pick /latents_flip with probability 1/2 (else always /latents); off for a cache without
+    /// mirrored latents.
     public let randomFlip: Bool
     /// Drop the last incomplete batch of each epoch (as the official DataLoader does).
     public let dropLast: Bool
@@ -183,7 +189,7 @@ public final class LatentBatchLoader {
         }
         self.reader = reader
         self.batchSize = batchSize
-        self.randomFlip = randomFlip
+        self.randomFlip = randomFlip && reader.metadata.mirrored
         self.dropLast = dropLast
         self.base = rng
         self.position = position

@@ -1,11 +1,16 @@
 // HDF5 latent cache writer (h5py-readable, libhdf5 1.10, float32):
 //
 //   /latents       f32 (N, L, C)  unnormalized z_q of each image
-//   /latents_flip  f32 (N, L, C)  z_q of the horizontally flipped image
+//   /latents_flip  f32 (N, L, C)  z_q of the horizontally flipped image (only if mirrored = 1)
 //   /labels        i64 (N)
 //   /paths         variable-length UTF-8 (N), the source of each row
 //   root attributes: format, format_version, tokenizer_name, tokenizer_sha256, vq_mean, vq_std,
-//   image_size, num_tokens, token_dim, num_images, preprocessing, dataset, rows_done, complete.
+//   image_size, num_tokens, token_dim, num_images, preprocessing, dataset, class_names (JSON),
+//   mirrored (absent = 1), rows_done, complete.
+//
+// Two kinds of file share this format: caches of a dataset (`gen precompute`: mirrored, paths
+// are the source images) and sampled latents (`gen sample --save-latents`: preprocessing
+// "sampled", not mirrored, paths are the PNG file names, which carry each image's seed).
 //
 // Crash safety: rows are written in order into `<out>.partial`, which is created at full size.
 // After each batch the data is flushed, then `rows_done` is advanced and flushed again, so after
@@ -36,10 +41,12 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
     public var dataset: String
     /// Class names by label index (attribute `class_names`, a JSON array; empty if unknown).
     public var classNames: [String]
+    /// Whether `/latents_flip` holds the latents of the mirrored images (attribute `mirrored`).
+    public var mirrored: Bool
 
     public init(tokenizerName: String, tokenizerSHA256: String, vqMean: Double, vqStd: Double, imageSize: Int,
                 numTokens: Int, tokenDim: Int, numImages: Int, preprocessing: String, dataset: String,
-                classNames: [String] = []) {
+                classNames: [String] = [], mirrored: Bool = true) {
         self.tokenizerName = tokenizerName
         self.tokenizerSHA256 = tokenizerSHA256
         self.vqMean = vqMean
@@ -51,6 +58,7 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
         self.preprocessing = preprocessing
         self.dataset = dataset
         self.classNames = classNames
+        self.mirrored = mirrored
     }
 
     func write(to file: hid_t) throws {
@@ -68,6 +76,7 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
         try H5.setAttribute(file, "dataset", string: dataset)
         let names = String(data: try JSONSerialization.data(withJSONObject: classNames), encoding: .utf8) ?? "[]"
         try H5.setAttribute(file, "class_names", string: names)
+        try H5.setAttribute(file, "mirrored", int: mirrored ? 1 : 0)
     }
 
     /// Reads and checks the format attributes of an open cache file.
@@ -93,7 +102,8 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
             dataset: try H5.stringAttribute(file, "dataset"),
             classNames: H5.attributeExists(file, "class_names")
                 ? ((try? JSONSerialization.jsonObject(with: Data(try H5.stringAttribute(file, "class_names").utf8))) as? [String] ?? [])
-                : [])
+                : [],
+            mirrored: H5.attributeExists(file, "mirrored") ? try H5.intAttribute(file, "mirrored") != 0 : true)
     }
 
     /// The first difference from `other`, as a phrase, or nil if they match.
@@ -102,6 +112,7 @@ public struct LatentCacheMetadata: Codable, Equatable, Sendable {
             return "tokenizer \(tokenizerName) (sha256 \(tokenizerSHA256.prefix(12))) instead of \(other.tokenizerName) (sha256 \(other.tokenizerSHA256.prefix(12)))"
         }
         if dataset != other.dataset { return "dataset \(dataset) instead of \(other.dataset)" }
+        if mirrored != other.mirrored { return mirrored ? "mirrored latents" : "no mirrored latents" }
         if numImages != other.numImages { return "\(numImages) images instead of \(other.numImages)" }
         if preprocessing != other.preprocessing { return "preprocessing \(preprocessing) instead of \(other.preprocessing)" }
         if imageSize != other.imageSize || numTokens != other.numTokens || tokenDim != other.tokenDim {
@@ -191,7 +202,7 @@ public final class LatentCacheWriter {
             throw PipelineError.cacheMismatch("The partial cache \(partial) was started with \(diff); delete it or rerun with the same settings.")
         }
         latents = try H5.id(H5Dopen2(file, "latents", h5_p_default()), "open /latents")
-        latentsFlip = try H5.id(H5Dopen2(file, "latents_flip", h5_p_default()), "open /latents_flip")
+        if metadata.mirrored { latentsFlip = try H5.id(H5Dopen2(file, "latents_flip", h5_p_default()), "open /latents_flip") }
         labels = try H5.id(H5Dopen2(file, "labels", h5_p_default()), "open /labels")
         paths = try H5.id(H5Dopen2(file, "paths", h5_p_default()), "open /paths")
         let done = try H5.intAttribute(file, "rows_done")
@@ -231,7 +242,9 @@ public final class LatentCacheWriter {
         let rows = hsize_t(max(1, min(chunkRows, n)))
         let dims: [hsize_t] = [hsize_t(n), hsize_t(l), hsize_t(c)]
         latents = try makeDataset("latents", type: h5_t_ieee_f32le(), dims: dims, chunk: [rows, hsize_t(l), hsize_t(c)])
-        latentsFlip = try makeDataset("latents_flip", type: h5_t_ieee_f32le(), dims: dims, chunk: [rows, hsize_t(l), hsize_t(c)])
+        if metadata.mirrored {
+            latentsFlip = try makeDataset("latents_flip", type: h5_t_ieee_f32le(), dims: dims, chunk: [rows, hsize_t(l), hsize_t(c)])
+        }
         let rowChunk = hsize_t(max(1, min(4096, n)))
         labels = try makeDataset("labels", type: h5_t_std_i64le(), dims: [hsize_t(n)], chunk: [rowChunk])
         let stringType = try H5.stringType()
@@ -240,13 +253,14 @@ public final class LatentCacheWriter {
         try H5.check(H5Fflush(file, H5F_SCOPE_LOCAL), "flush \(partial)")
     }
 
-    /// Writes the next B rows: latents and flipped latents (B, L, C), labels and source paths.
-    public func append(latents z: Tensor, flipped zf: Tensor, labels y: [Int], paths p: [String]) throws {
+    /// Writes the next B rows: latents and flipped latents (B, L, C) (flipped: nil exactly when
+    /// the cache is not mirrored), labels and source paths.
+    public func append(latents z: Tensor, flipped zf: Tensor?, labels y: [Int], paths p: [String]) throws {
         guard file >= 0 else { throw PipelineError.invalidArgument("The latent cache writer is closed.") }
         let b = y.count
         let l = metadata.numTokens, c = metadata.tokenDim
-        guard z.shape == [b, l, c], zf.shape == [b, l, c], p.count == b else {
-            throw PipelineError.invalidArgument("append expects latents of shape (\(b), \(l), \(c)) and \(b) labels and paths; got \(z.shape), \(zf.shape), \(p.count) paths.")
+        guard z.shape == [b, l, c], (zf?.shape ?? [b, l, c]) == [b, l, c], p.count == b, (zf != nil) == metadata.mirrored else {
+            throw PipelineError.invalidArgument("append expects latents of shape (\(b), \(l), \(c))\(metadata.mirrored ? " with their mirrored latents" : "") and \(b) labels and paths; got \(z.shape), \(zf.map { "\($0.shape)" } ?? "no mirrored latents"), \(p.count) paths.")
         }
         guard rowsDone + b <= metadata.numImages else {
             throw PipelineError.invalidArgument("append would write past the planned \(metadata.numImages) rows.")
@@ -254,7 +268,7 @@ public final class LatentCacheWriter {
         if b == 0 { return }
         let rows = Array(rowsDone..<rowsDone + b)
         try writeRows(latents, rows: rows, trailing: [hsize_t(l), hsize_t(c)], memType: h5_t_native_float(), z.pointer)
-        try writeRows(latentsFlip, rows: rows, trailing: [hsize_t(l), hsize_t(c)], memType: h5_t_native_float(), zf.pointer)
+        if let zf { try writeRows(latentsFlip, rows: rows, trailing: [hsize_t(l), hsize_t(c)], memType: h5_t_native_float(), zf.pointer) }
         let y64 = y.map { Int64($0) }
         try y64.withUnsafeBufferPointer { try writeRows(labels, rows: rows, trailing: [], memType: h5_t_native_int64(), $0.baseAddress!) }
         let strings = p.map { strdup($0) }
@@ -305,7 +319,7 @@ public final class LatentCacheWriter {
         if allowFewer && rowsDone < metadata.numImages && rowsDone > 0 {
             for (d, trailing) in [(latents, [hsize_t(metadata.numTokens), hsize_t(metadata.tokenDim)]),
                                   (latentsFlip, [hsize_t(metadata.numTokens), hsize_t(metadata.tokenDim)]),
-                                  (labels, []), (paths, [])] {
+                                  (labels, []), (paths, [])] where d >= 0 {
                 var dims = [hsize_t(rowsDone)] + trailing
                 try H5.check(H5Dset_extent(d, &dims), "shrink \(partialPath)")
             }

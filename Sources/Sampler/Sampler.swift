@@ -9,8 +9,21 @@
 import Foundation
 import Tensor
 
-/// v(x, t, labels): x (B, ...) Float, t per sample (B), labels (B) -> velocity shaped like x.
+/// v(x, t, labels): x (R, ...) Float, t per row (R), labels (R) -> velocity shaped like x. The
+/// rows the sampler passes are laid out by `SamplerOptions.evaluation` (see `Evaluation`);
+/// callers never regroup them.
 public typealias VelocityField = (_ x: Tensor, _ t: [Float], _ labels: [Int]) throws -> Tensor
+
+/// How a step calls the velocity function. This module owns the row layout of guided calls:
+/// the conditional rows first, then the unconditional rows (label `Guidance.nullLabel`).
+public enum Evaluation: String, Codable, CaseIterable, Sendable {
+    /// One call for the whole batch: B rows, or 2B when guided (B conditional, then B
+    /// unconditional). Fastest; results may differ by float rounding with the batch.
+    case batch
+    /// One call per sample: 1 row, or 2 when guided (conditional, then unconditional), so a
+    /// sample's result does not depend on the rest of the batch (bit-identical alone).
+    case perSample
+}
 
 public enum SamplerMethod: String, Codable, CaseIterable, Sendable {
     /// Deterministic Euler ODE: one evaluation per step.
@@ -70,12 +83,15 @@ public struct SamplerOptions: Codable, Equatable, Sendable {
     public var steps: Int
     public var guidance: Guidance?
     public var path: SamplerPath
+    public var evaluation: Evaluation
 
-    public init(method: SamplerMethod = .euler, steps: Int, guidance: Guidance? = nil, path: SamplerPath = .linear) {
+    public init(method: SamplerMethod = .euler, steps: Int, guidance: Guidance? = nil, path: SamplerPath = .linear,
+                evaluation: Evaluation = .batch) {
         self.method = method
         self.steps = steps
         self.guidance = guidance
         self.path = path
+        self.evaluation = evaluation
     }
 
     /// The time grid: N + 1 points from 1 to 0.
@@ -86,7 +102,7 @@ public struct SamplerOptions: Codable, Equatable, Sendable {
         }
     }
 
-    /// Velocity-function evaluations (each of batch B, or 2B when guided) over a whole run.
+    /// Model evaluations of the whole batch (each of B rows, or 2B when guided) over a run.
     public var evaluations: Int { method == .heun ? 2 * steps - 1 : steps }
 }
 
@@ -256,26 +272,38 @@ public final class SamplingRun: Sequence, IteratorProtocol {
     // MARK: model evaluation
 
     /// Evaluates v at (state, t) for the batch, and for the unconditional copy in the same call
-    /// when guided. Returns (conditional, unconditional or nil).
+    /// when guided, laid out as `options.evaluation` says. Returns (conditional,
+    /// unconditional or nil), each (B, ...) flattened.
     private func evaluate(_ state: [Double], t: Double, guided: Bool, step: Int) throws -> ([Double], [Double]?) {
         let b = shape[0]
-        let copies = guided ? 2 : 1
-        var batchShape = shape
-        batchShape[0] = b * copies
-        let input = Tensor(uninitialized: batchShape)
         let n = state.count
-        for c in 0..<copies { for j in 0..<n { input.pointer[c * n + j] = Float(state[j]) } }
-        var ys = labels
-        if guided, let g = options.guidance { ys += [Int](repeating: g.nullLabel, count: b) }
-        let times = [Float](repeating: Float(t), count: b * copies)
-        let v = try Autograd.noGrad { try velocity(input, times, ys) }
-        guard v.shape == batchShape else { throw SamplerError.velocityShape(step: step, expected: batchShape, found: v.shape) }
-        let all = v.scalars.map(Double.init)
-        guard all.allSatisfy({ $0.isFinite }) else {
+        var cond = [Double](repeating: 0, count: n)
+        var uncond = guided ? [Double](repeating: 0, count: n) : []
+        // Samples [lo, hi) in one call: their conditional rows, then their unconditional rows.
+        func call(_ lo: Int, _ hi: Int) throws {
+            let rows = hi - lo, copies = guided ? 2 : 1
+            var callShape = shape
+            callShape[0] = rows * copies
+            let input = Tensor(uninitialized: callShape)
+            let span = rows * sampleSize, offset = lo * sampleSize
+            for c in 0..<copies { for j in 0..<span { input.pointer[c * span + j] = Float(state[offset + j]) } }
+            var ys = Array(labels[lo..<hi])
+            if guided, let g = options.guidance { ys += [Int](repeating: g.nullLabel, count: rows) }
+            let times = [Float](repeating: Float(t), count: rows * copies)
+            let v = try Autograd.noGrad { try velocity(input, times, ys) }
+            guard v.shape == callShape else { throw SamplerError.velocityShape(step: step, expected: callShape, found: v.shape) }
+            let p = v.pointer
+            for j in 0..<span { cond[offset + j] = Double(p[j]) }
+            if guided { for j in 0..<span { uncond[offset + j] = Double(p[span + j]) } }
+        }
+        switch options.evaluation {
+        case .batch: try call(0, b)
+        case .perSample: for i in 0..<b { try call(i, i + 1) }
+        }
+        guard cond.allSatisfy({ $0.isFinite }), uncond.allSatisfy({ $0.isFinite }) else {
             throw SamplerError.nonFinite(step: step, t: t, what: "the model velocity")
         }
-        guard guided else { return (all, nil) }
-        return (Array(all[0..<n]), Array(all[n..<(2 * n)]))
+        return (cond, guided ? uncond : nil)
     }
 
     @inline(__always)

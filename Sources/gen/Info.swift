@@ -28,9 +28,9 @@ struct Info: ParsableCommand {
             if !isDir.boolValue {
                 let r = try LatentCacheReader(path: path)
                 let m = r.metadata
-                print("latent cache \(path)")
+                print(m.preprocessing == "sampled" ? "sampled latents \(path)" : "latent cache \(path)")
                 print("  images: \(m.numImages) from \(m.dataset) (\(m.preprocessing), \(m.imageSize) px)")
-                print("  latents: \(m.numTokens) tokens x \(m.tokenDim) channels (+ mirrored copies)")
+                print("  latents: \(m.numTokens) tokens x \(m.tokenDim) channels\(m.mirrored ? " (+ mirrored copies)" : "")")
                 print("  tokenizer: \(m.tokenizerName) (weights sha256 \(m.tokenizerSHA256))")
                 print("  normalization: vq_mean \(m.vqMean), vq_std \(m.vqStd)")
                 if !m.classNames.isEmpty { print("  classes (\(m.classNames.count)): \(m.classNames.joined(separator: ", "))") }

@@ -30,7 +30,7 @@ struct Sample: ParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Images integrated together.") var batchSize = 16
     @Option(help: "Output folder.") var out: String
     @Flag(help: "Also write samples.npz (ADM evaluator format: arr_0 uint8 NHWC).") var npz = false
-    @Flag(name: .customLong("save-latents"), help: "Also write latents.h5 (sampled z_q, labels, seeds).") var saveLatents = false
+    @Flag(name: .customLong("save-latents"), help: "Also write latents.h5: the sampled z_q, labels and PNG names in the latent-cache format (gen info reads it).") var saveLatents = false
     @Option(name: .customLong("from-png"), help: "Regenerate the image described by this PNG's parameters chunk.") var fromPNG: String?
     @Flag(help: "Write into a non-empty output folder.") var overwrite = false
 
@@ -57,10 +57,7 @@ struct Sample: ParsableCommand {
                 o = GenerationOptions(sit: sit!, tokenizer: tokenizer!)
                 o.perClass = perClass; o.seed = seed; o.method = sampler; o.steps = steps; o.cfgScale = cfg
                 o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh; o.batchSize = batchSize
-                if let classes {
-                    let models = try GenerationModels(sit: o.sit, tokenizer: o.tokenizer)
-                    o.classes = try classes.split(separator: ",").map { try models.classIndex(String($0).trimmingCharacters(in: .whitespaces)) }
-                }
+                if let classes { o.classes = try GenerationModels.classIndices(classes, sitFolder: o.sit) }
             }
             _ = try GenerationJob.run(o, out: out, npz: npz, latentsH5: saveLatents, overwrite: overwrite)
         }

@@ -76,6 +76,21 @@ final class GenChainTests: XCTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: d + "/s1").sorted()
         XCTAssertTrue(files.contains("grid.png") && files.contains("samples.npz") && files.contains("latents.h5"))
         XCTAssertEqual(files.filter { $0.hasSuffix(".png") && $0 != "grid.png" }.count, 20)
+        // The sampled latents are a latent-cache file (not mirrored) that gen info describes.
+        let sampled = try LatentCacheReader(path: d + "/s1/latents.h5")
+        XCTAssertEqual(sampled.count, 20)
+        XCTAssertEqual(sampled.metadata.preprocessing, "sampled")
+        XCTAssertFalse(sampled.metadata.mirrored)
+        XCTAssertEqual(sampled.labels, (0..<10).flatMap { [$0, $0] })
+        XCTAssertEqual(try sampled.paths(rows: [13]), ["00013_class6_seed113.png"])
+        r = try gen(["info", d + "/s1/latents.h5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("sampled latents") && r.stdout.contains("20 from gen sample"), r.stdout)
+        // Class names are resolved from config.json alone (no weights read).
+        let configOnly = d + "/config-only"
+        try FileManager.default.createDirectory(atPath: configOnly, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: d + "/sit/checkpoint/config.json", toPath: configOnly + "/config.json")
+        XCTAssertEqual(try GenerationModels.classIndices("Sneaker, 2,bag", sitFolder: configOnly), [7, 2, 8])
 
         // The same command twice gives byte-identical PNGs.
         r = try gen(sampleArgs + ["--out", d + "/s2"])

@@ -83,6 +83,26 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(run.x[1], x[1], accuracy: 1e-6)
     }
 
+    /// Per-sample evaluation: the sampler itself calls the model once per sample with its
+    /// conditional and unconditional rows together, and the result equals the batched run.
+    func testPerSampleEvaluationCallsOneGuidedPairAtATime() throws {
+        let g = Guidance(scale: 3, low: 0.2, high: 0.6, nullLabel: 9)
+        let batched = try SamplingRun(velocity: Recorder().field, options: SamplerOptions(method: .heun, steps: 5, guidance: g),
+                                      initialNoise: [1, -0.5, 2], shape: [3, 1], labels: [0, 1, 2])
+        try batched.run()
+        let rec = Recorder()
+        let single = try SamplingRun(velocity: rec.field,
+                                     options: SamplerOptions(method: .heun, steps: 5, guidance: g, evaluation: .perSample),
+                                     initialNoise: [1, -0.5, 2], shape: [3, 1], labels: [0, 1, 2])
+        try single.run()
+        XCTAssertEqual(single.x, batched.x)
+        XCTAssertTrue(rec.calls.allSatisfy { $0.batch == 1 || $0.batch == 2 })
+        let guided = rec.calls.filter { $0.batch == 2 }
+        XCTAssertFalse(guided.isEmpty)
+        XCTAssertEqual(Set(guided.map(\.labels)), [[0, 9], [1, 9], [2, 9]])
+        XCTAssertEqual(rec.calls.count, 3 * (2 * 5 - 1))
+    }
+
     func testGuidanceScaleOneEqualsConditionalRun() throws {
         for method in [SamplerMethod.euler, .heun] {
             let plain = try SamplingRun(velocity: Recorder().field, options: SamplerOptions(method: method, steps: 7),

@@ -1,13 +1,13 @@
 // `gen sample`: class-conditional generation. SiT integrates noise to latents with the chosen
 // sampler (Sources/Sampler), the tokenizer decodes them, and the images are written as PNGs
 // (each with a `parameters` tEXt chunk that reproduces it), a labelled grid, and optionally an
-// ADM-evaluator .npz and an HDF5 file of the latents.
+// ADM-evaluator .npz and the sampled latents in the latent-cache format.
 //
 // Reproducibility: image i of a run with seed s uses seed s + i for its own noise, and the
-// model is evaluated image by image (its conditional and unconditional rows together), so an
-// image regenerated alone from its printed seed is bit-identical to its copy in the batch.
+// sampler evaluates the model image by image (`Evaluation.perSample`: its conditional and
+// unconditional rows together), so an image regenerated alone from its printed seed is
+// bit-identical to its copy in the batch.
 
-import CHDF5
 import Formats
 import Foundation
 import Render
@@ -60,46 +60,32 @@ public final class GenerationModels {
            let id = try? TokenizerIdentity(folder: tokenizerPath), id.sha256 != sha {
             FileHandle.standardError.write(Data("warning: the SiT was trained on latents of another tokenizer (weights \(sha.prefix(12))…, given \(id.sha256.prefix(12))…)\n".utf8))
         }
-        if case let .array(names)? = c.extra["class_names"], names.count == c.numClasses {
-            classNames = names.map { if case let .string(s) = $0 { return s } else { return "?" } }
-        } else {
-            classNames = (0..<c.numClasses).map { "class \($0)" }
-        }
+        classNames = Self.classNames(c)
     }
 
-    /// Resolves a class given by index or (case-insensitive) name.
-    public func classIndex(_ spec: String) throws -> Int {
-        if let i = Int(spec) {
-            guard i >= 0 && i < sit.config.numClasses else {
-                throw PipelineError.invalidArgument("Class \(i) is outside 0..<\(sit.config.numClasses).")
-            }
-            return i
+    /// The class names a SiT config records (`class_names`), else "class i".
+    public static func classNames(_ config: SiTConfig) -> [String] {
+        if case let .array(names)? = config.extra["class_names"], names.count == config.numClasses {
+            return names.map { if case let .string(s) = $0 { return s } else { return "?" } }
         }
-        if let i = classNames.firstIndex(where: { $0.lowercased() == spec.lowercased() }) { return i }
-        throw PipelineError.invalidArgument("Unknown class '\(spec)'; known: \(classNames.joined(separator: ", ")).")
+        return (0..<config.numClasses).map { "class \($0)" }
     }
 
-    /// Velocity field for the sampler: the SiT in inference, evaluated one image at a time (its
-    /// conditional and unconditional rows together) so results do not depend on the batch.
-    /// `images` is the number of images in the run: the sampler passes them once (B rows) or,
-    /// on guided steps, as conditional then unconditional rows (2B).
-    public func velocity(images: Int) -> VelocityField {
-        let sit = self.sit
-        return { x, t, labels in
-            try Autograd.noGrad {
-                let b = labels.count
-                let group = b / images             // rows per image: 1, or 2 (cond, uncond)
-                let per = x.count / b
-                let out = Tensor(uninitialized: x.shape)
-                for i in 0..<images {
-                    let rows = (0..<group).map { $0 * images + i }
-                    let xi = Tensor(uninitialized: [rows.count] + Array(x.shape.dropFirst()))
-                    for (k, r) in rows.enumerated() { (xi.pointer + k * per).update(from: x.pointer + r * per, count: per) }
-                    let v = try sit(xi, t: rows.map { t[$0] }, y: rows.map { labels[$0] })
-                    for (k, r) in rows.enumerated() { (out.pointer + r * per).update(from: v.pointer + k * per, count: per) }
+    /// Resolves comma-separated class indices or (case-insensitive) names against the SiT in
+    /// `sitFolder`, reading only its config.json (no weights).
+    public static func classIndices(_ list: String, sitFolder: String) throws -> [Int] {
+        let config = try SiTConfig.read(from: (sitFolder as NSString).appendingPathComponent("config.json"))
+        let names = classNames(config)
+        return try list.split(separator: ",").map { item in
+            let spec = item.trimmingCharacters(in: .whitespaces)
+            if let i = Int(spec) {
+                guard i >= 0 && i < config.numClasses else {
+                    throw PipelineError.invalidArgument("Class \(i) is outside 0..<\(config.numClasses).")
                 }
-                return out
+                return i
             }
+            if let i = names.firstIndex(where: { $0.lowercased() == spec.lowercased() }) { return i }
+            throw PipelineError.invalidArgument("Unknown class '\(spec)'; known: \(names.joined(separator: ", ")).")
         }
     }
 }
@@ -114,9 +100,11 @@ public struct GeneratedImage {
 }
 
 public enum GenerationJob {
+    /// The sampler settings of a job; `batchInvariant` evaluates the model sample by sample.
     public static func samplerOptions(_ o: GenerationOptions, numClasses: Int) -> SamplerOptions {
         let guidance = o.cfgScale == 1 ? nil : Guidance(scale: o.cfgScale, low: o.guidanceLow, high: o.guidanceHigh, nullLabel: numClasses)
-        return SamplerOptions(method: o.method, steps: o.steps, guidance: guidance)
+        return SamplerOptions(method: o.method, steps: o.steps, guidance: guidance,
+                              evaluation: o.batchInvariant ? .perSample : .batch)
     }
 
     /// Generates images for `items` (label, seed) in batches; `progress` sees each sampler step.
@@ -128,8 +116,7 @@ public enum GenerationJob {
         var out: [GeneratedImage] = []
         for start in stride(from: 0, to: items.count, by: max(1, o.batchSize)) {
             let batch = Array(items[start..<min(items.count, start + max(1, o.batchSize))])
-            let velocity: VelocityField = o.batchInvariant ? models.velocity(images: batch.count)
-                : { x, t, y in try Autograd.noGrad { try sit(x, t: t, y: y) } }
+            let velocity: VelocityField = { x, t, y in try Autograd.noGrad { try sit(x, t: t, y: y) } }
             let run = try SamplingRun(velocity: velocity, options: options, shape: [batch.count] + shape,
                                       labels: batch.map(\.label), generators: batch.map { RandomGenerator(seed: $0.seed) })
             while try run.nextStep() != nil { progress(batch.count) }
@@ -200,8 +187,8 @@ public enum GenerationJob {
         let bar = ProgressBar(total: items.count * sampler.steps, label: "sample", unit: "img-step")
         let images = try generate(models, o, items: items) { bar.update(by: $0) }
         bar.finish()
-        for img in images {
-            let name = String(format: "%05d_class%d_seed%llu.png", img.index, img.label, img.seed)
+        let names = images.map { String(format: "%05d_class%d_seed%llu.png", $0.index, $0.label, $0.seed) }
+        for (img, name) in zip(images, names) {
             try ImageIO.writePNG(path: out + "/" + name, image: img.image,
                                  text: ["parameters": parameters(o, img, className: models.classNames[img.label])])
         }
@@ -223,39 +210,29 @@ public enum GenerationJob {
             log("Wrote \(out)/samples.npz (arr_0: \(images.count) x \(h) x \(w) x 3 uint8)")
         }
         if latentsH5 {
-            try writeLatents(images, shape: [models.sit.config.inputSize, models.sit.config.inChannels], to: out + "/latents.h5")
+            try writeLatents(images, names: names, models: models, o, to: out + "/latents.h5")
             log("Wrote \(out)/latents.h5")
         }
         log(String(format: "Wrote %d images to %@ in %.1f s.", images.count, out, now() - t0))
         return images
     }
 
-    /// Sampled latents (raw z_q), labels and seeds as HDF5 (`/latents`, `/labels`, `/seeds`).
-    static func writeLatents(_ images: [GeneratedImage], shape: [Int], to path: String) throws {
-        _ = H5.silenced
-        let tmp = path + ".partial"
-        let file = try H5.id(H5Fcreate(tmp, h5f_acc_trunc(), h5_p_default(), h5_p_default()), "create \(tmp)")
-        var closed = false
-        defer { if !closed { H5Fclose(file) } }
-        func write(_ name: String, dims: [Int], fileType: hid_t, memType: hid_t, _ data: UnsafeRawPointer) throws {
-            var d = dims.map { hsize_t($0) }
-            let space = try H5.id(H5Screate_simple(Int32(d.count), &d, nil), "create a dataspace")
-            defer { H5Sclose(space) }
-            let ds = try H5.id(H5Dcreate2(file, name, fileType, space, h5_p_default(), h5_p_default(), h5_p_default()), "create /\(name)")
-            defer { H5Dclose(ds) }
-            try H5.check(H5Dwrite(ds, memType, h5_s_all(), h5_s_all(), h5_p_default(), data), "write /\(name)")
-        }
-        let z = images.flatMap(\.latent)
-        try z.withUnsafeBufferPointer { try write("latents", dims: [images.count] + shape, fileType: h5_t_ieee_f32le(), memType: h5_t_native_float(), $0.baseAddress!) }
-        let labels = images.map { Int64($0.label) }
-        try labels.withUnsafeBufferPointer { try write("labels", dims: [images.count], fileType: h5_t_std_i64le(), memType: h5_t_native_int64(), $0.baseAddress!) }
-        let seeds = images.map { Int64(bitPattern: $0.seed) }
-        try seeds.withUnsafeBufferPointer { try write("seeds", dims: [images.count], fileType: h5_t_std_i64le(), memType: h5_t_native_int64(), $0.baseAddress!) }
-        try H5.setAttribute(file, "format", string: "softvq-sampled-latents")
-        try H5.check(H5Fflush(file, H5F_SCOPE_LOCAL), "flush \(tmp)")
-        H5Fclose(file)
-        closed = true
-        if rename(tmp, path) != 0 { throw PipelineError.writeFailed(path: path, reason: String(cString: strerror(errno))) }
+    /// Sampled latents (raw z_q) as a latent cache file (LatentCacheWriter's format, not
+    /// mirrored, preprocessing "sampled"): /latents, /labels, and /paths holding each image's PNG
+    /// file name (which carries its seed). `gen info` describes it; h5py reads it.
+    static func writeLatents(_ images: [GeneratedImage], names: [String], models: GenerationModels,
+                             _ o: GenerationOptions, to path: String) throws {
+        let tok = models.tokenizer
+        let id = try TokenizerIdentity(folder: models.tokenizerPath)
+        let meta = LatentCacheMetadata(tokenizerName: id.name, tokenizerSHA256: id.sha256, vqMean: tok.config.vqMean,
+                                       vqStd: tok.config.vqStd, imageSize: tok.imageSize, numTokens: tok.numLatentTokens,
+                                       tokenDim: tok.latentDim, numImages: images.count, preprocessing: "sampled",
+                                       dataset: "gen sample --sit \(o.sit) (\(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale))",
+                                       classNames: models.classNames, mirrored: false)
+        let writer = try LatentCacheWriter(path: path, metadata: meta, overwrite: true)
+        let z = Tensor(images.flatMap(\.latent), shape: [images.count, tok.numLatentTokens, tok.latentDim])
+        try writer.append(latents: z, flipped: nil, labels: images.map(\.label), paths: names)
+        try writer.finish()
     }
 }
 

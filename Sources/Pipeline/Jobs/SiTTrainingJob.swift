@@ -57,37 +57,26 @@ public func checkCache(_ meta: LatentCacheMetadata, matches tokenizer: String) t
     }
 }
 
-/// What a SiT run saves besides the step: the trainer's generator and the loader's position.
-public struct SiTTrainingProgress: Codable {
-    public var rng: RandomGenerator
-    public var dataPosition: LatentLoaderPosition
-
-    enum CodingKeys: String, CodingKey {
-        case rng
-        case dataPosition = "data_position"
-    }
-}
-
 /// `gen train`: a SiT on a latent cache (the TrainingTask of a TrainingRun).
 public final class SiTTrainingJob: TrainingTask {
-    public static let kind = "sit"
-    public static let label = "train"
-    public static let plotTitle = "SiT training loss"
-    public static let plotField = "loss"
-    public static let throughputField = "samples_per_s"
+    public static let info = TrainingTaskInfo(kind: "sit", label: "train", plotTitle: "SiT training loss",
+                                              plotField: "loss", throughputField: "samples_per_s")
+
+    /// What a SiT run saves besides the step: the trainer's generator and the loader's position.
+    public struct Progress: Codable {
+        public var rng: RandomGenerator
+        public var dataPosition: LatentLoaderPosition
+
+        enum CodingKeys: String, CodingKey {
+            case rng
+            case dataPosition = "data_position"
+        }
+    }
 
     public let options: SiTTrainingOptions
     public let trainer: SiTTrainer
     public let loader: LatentBatchLoader
     public let classNames: [String]
-
-    /// Opens (or resumes) the run in `out` and returns it, ready to `run`.
-    public static func open(options: SiTTrainingOptions, out: String, resume: Bool, overwrite: Bool,
-                            log: @escaping (String) -> Void = { print($0) }) throws -> TrainingRun<SiTTrainingJob> {
-        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, log: log) {
-            try SiTTrainingJob(options: $0)
-        }
-    }
 
     public static func resumedOptions(given: SiTTrainingOptions, saved: SiTTrainingOptions, out: String) throws -> SiTTrainingOptions {
         if !given.cache.isEmpty && given.cache != saved.cache {
@@ -98,7 +87,7 @@ public final class SiTTrainingJob: TrainingTask {
         return options
     }
 
-    init(options: SiTTrainingOptions) throws {
+    public init(options: SiTTrainingOptions) throws {
         guard !options.cache.isEmpty else {
             throw PipelineError.invalidArgument("No latent cache: pass --cache (only --resume of an existing run in the output folder may leave it out).")
         }
@@ -148,9 +137,9 @@ public final class SiTTrainingJob: TrainingTask {
 
     public func writeCheckpoint(into folder: String) throws { try trainer.save(into: folder) }
 
-    public var progress: SiTTrainingProgress { SiTTrainingProgress(rng: trainer.rng, dataPosition: loader.position) }
+    public var progress: Progress { Progress(rng: trainer.rng, dataPosition: loader.position) }
 
-    public func restore(from folder: String, step: Int, progress: SiTTrainingProgress) throws {
+    public func restore(from folder: String, step: Int, progress: Progress) throws {
         try trainer.restore(from: folder, step: step, rng: progress.rng)
         loader.position = progress.dataPosition
     }

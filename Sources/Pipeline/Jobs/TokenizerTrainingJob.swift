@@ -54,44 +54,22 @@ public struct TokenizerTrainingOptions: TrainingOptions, Sendable {
     }
 }
 
-/// What a tokenizer run records besides the step (informational: the step alone fixes the data
-/// order and flips that come next).
-public struct TokenizerTrainingProgress: Codable {
-    public struct DataPosition: Codable { public var epoch: Int; public var batch: Int }
-    public struct Stream: Codable { public var seed: UInt64; public var stream: Int }
-    public var dataset: String
-    public var dataPosition: DataPosition
-    public var rng: Stream
-
-    enum CodingKeys: String, CodingKey {
-        case dataset, rng
-        case dataPosition = "data_position"
-    }
-}
-
 /// `gen train-tokenizer`: a SoftVQ tokenizer on an image dataset (the TrainingTask of a
 /// TrainingRun).
 public final class TokenizerTrainingJob: TrainingTask {
-    public static let kind = "tokenizer"
-    public static let label = "train-tokenizer"
-    public static let plotTitle = "tokenizer training loss"
-    public static let plotField = "reconstruction"
-    public static let throughputField = "images_per_s"
+    public static let info = TrainingTaskInfo(kind: "tokenizer", label: "train-tokenizer", plotTitle: "tokenizer training loss",
+                                              plotField: "reconstruction", throughputField: "images_per_s")
+
+    /// What a tokenizer run records besides the step: the dataset it reads. The step alone
+    /// fixes the data order and flips that come next (see `batchIndices`).
+    public struct Progress: Codable { public var dataset: String }
 
     public let options: TokenizerTrainingOptions
     public let dataset: ImageDataset
     public let trainer: TokenizerTrainer
     let count: Int
 
-    /// Opens (or resumes) the run in `out` and returns it, ready to `run`.
-    public static func open(options: TokenizerTrainingOptions, out: String, resume: Bool, overwrite: Bool,
-                            log: @escaping (String) -> Void = { print($0) }) throws -> TrainingRun<TokenizerTrainingJob> {
-        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, log: log) {
-            try TokenizerTrainingJob(options: $0)
-        }
-    }
-
-    init(options: TokenizerTrainingOptions) throws {
+    public init(options: TokenizerTrainingOptions) throws {
         self.options = options
         let config = try options.config()
         dataset = try ImageDataset.open(options.dataset, size: config.imageSize)
@@ -130,14 +108,9 @@ public final class TokenizerTrainingJob: TrainingTask {
         if let mse = record["reconstruction"] as? Double { record["psnr"] = psnr(mse: mse, range: 2) }
     }
 
-    public var progress: TokenizerTrainingProgress {
-        let step = trainer.step
-        return TokenizerTrainingProgress(dataset: dataset.name,
-                                         dataPosition: .init(epoch: step / stepsPerEpoch, batch: step % stepsPerEpoch),
-                                         rng: .init(seed: options.seed, stream: 2_000_000 + step))
-    }
+    public var progress: Progress { Progress(dataset: dataset.name) }
 
-    public func restore(from folder: String, step: Int, progress: TokenizerTrainingProgress) throws {
+    public func restore(from folder: String, step: Int, progress: Progress) throws {
         try trainer.restore(from: folder, step: step)
     }
 

@@ -44,14 +44,11 @@ public protocol TrainingTask: AnyObject {
     /// What besides the step makes a resume exact (generator state, data position).
     associatedtype Progress: Codable
 
-    /// "sit" or "tokenizer": recorded in state.json, checked on resume.
-    static var kind: String { get }
-    /// Progress-bar label, plot title and the log field the plot draws.
-    static var label: String { get }
-    static var plotTitle: String { get }
-    static var plotField: String { get }
-    /// The name of the throughput field of the log (items per second).
-    static var throughputField: String { get }
+    /// Names used in state.json, the progress bar, the log and the plot.
+    static var info: TrainingTaskInfo { get }
+
+    /// Builds the task for these options (a fresh model; a resumed one is restored next).
+    init(options: Options) throws
 
     /// The options of a resumed run: the saved ones, with what the user may change on resume
     /// taken from `given` (the step target by default). Throws for a change that is refused.
@@ -73,7 +70,30 @@ public protocol TrainingTask: AnyObject {
     func restore(from folder: String, step: Int, progress: Progress) throws
 }
 
+/// The names a task's run uses.
+public struct TrainingTaskInfo: Sendable {
+    /// "sit" or "tokenizer": recorded in state.json, checked on resume.
+    public var kind: String
+    /// Progress-bar label.
+    public var label: String
+    /// Plot title and the log field the plot draws.
+    public var plotTitle: String
+    public var plotField: String
+    /// The name of the throughput field of the log (items per second).
+    public var throughputField: String
+
+    public init(kind: String, label: String, plotTitle: String, plotField: String, throughputField: String) {
+        (self.kind, self.label, self.plotTitle, self.plotField, self.throughputField) = (kind, label, plotTitle, plotField, throughputField)
+    }
+}
+
 extension TrainingTask {
+    /// Opens (or resumes) the run in `out` and returns it, ready to `run`.
+    public static func open(options: Options, out: String, resume: Bool, overwrite: Bool,
+                            log: @escaping (String) -> Void = { print($0) }) throws -> TrainingRun<Self> {
+        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, log: log) { try Self(options: $0) }
+    }
+
     public static func resumedOptions(given: Options, saved: Options, out: String) throws -> Options {
         var options = saved
         options.steps = max(given.steps, saved.steps)
@@ -151,8 +171,8 @@ public final class TrainingRun<Task: TrainingTask> {
             }
             if resume {
                 let state = try TrainingState<Task.Options, Task.Progress>.read(existing + "/state.json")
-                guard state.kind == Task.kind else {
-                    throw PipelineError.invalidArgument("\(out) holds a \(state.kind) run, not a \(Task.kind) run.")
+                guard state.kind == Task.info.kind else {
+                    throw PipelineError.invalidArgument("\(out) holds a \(state.kind) run, not a \(Task.info.kind) run.")
                 }
                 options = try Task.resumedOptions(given: given, saved: state.options, out: out)
                 saved = state
@@ -174,12 +194,12 @@ public final class TrainingRun<Task: TrainingTask> {
 
     /// Writes a checkpoint (model files and state.json) atomically, then redraws the loss plot.
     public func saveCheckpoint() throws {
-        let state = TrainingState(kind: Task.kind, step: task.step, options: task.options, progress: task.progress)
+        let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, progress: task.progress)
         try folder.saveCheckpoint { dir in
             try task.writeCheckpoint(into: dir)
             try state.write(dir + "/state.json")
         }
-        try? folder.plotLoss(title: Task.plotTitle, field: Task.plotField)
+        try? folder.plotLoss(title: Task.info.plotTitle, field: Task.info.plotField)
     }
 
     /// Trains until `options.steps`, checkpointing every `saveEvery` steps and at the end;
@@ -192,7 +212,7 @@ public final class TrainingRun<Task: TrainingTask> {
             return
         }
         log(task.summary(from: start))
-        let bar = ProgressBar(total: total - start, label: Task.label, unit: "step")
+        let bar = ProgressBar(total: total - start, label: Task.info.label, unit: "step")
         let t0 = now()
         var window: [StepReport] = []
         var last = StepReport(loss: .nan)
@@ -207,7 +227,7 @@ public final class TrainingRun<Task: TrainingTask> {
             if done % options.logEvery == 0 || done == total {
                 let elapsed = now() - t0
                 var record: [String: Any] = ["step": done, "elapsed_s": elapsed,
-                                             Task.throughputField: Double((done - start) * options.batchSize) / elapsed]
+                                             Task.info.throughputField: Double((done - start) * options.batchSize) / elapsed]
                 for (k, v) in report.latest { record[k] = v }
                 for k in report.averaged.keys {
                     record[k] = window.reduce(0) { $0 + ($1.averaged[k] ?? 0) } / Double(window.count)
@@ -221,7 +241,7 @@ public final class TrainingRun<Task: TrainingTask> {
             if let stopAfter, done - start >= stopAfter { break }
         }
         bar.finish()
-        try folder.plotLoss(title: Task.plotTitle, field: Task.plotField)
+        try folder.plotLoss(title: Task.info.plotTitle, field: Task.info.plotField)
         log(String(format: "Done: step %d, last loss %.5f. Checkpoint: %@", task.step, last.loss, folder.checkpoint))
     }
 }
