@@ -3,6 +3,7 @@
 // PipelineError), Datasets (Fashion-MNIST, image folders, ADM preprocessing, PIL-exact
 // resampling) and Render (bitmap font and canvas, image grids, line and bar plots, progress bar).
 //
-//   Jobs/   tokenizer training, latent precompute, SiT training, generation; run folders
+//   Jobs/   the training driver (TrainingRun) with its two tasks (tokenizer, SiT), latent
+//           precompute, generation; run folders
 //   Eval/   evaluation job, the Fashion-MNIST classifier, image metrics, Frechet distance
 //   Bench/  timing helpers; kernel, sgemm, tokenizer, SiT and end-to-end generation benchmarks
