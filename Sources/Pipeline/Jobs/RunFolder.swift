@@ -5,7 +5,7 @@
 //   <run>/checkpoint/model.safetensors    EMA weights under the official keys: what users load
 //   <run>/checkpoint/train-model.safetensors   raw (non-EMA) weights
 //   <run>/checkpoint/optimizer.safetensors     AdamW moments and step
-//   <run>/checkpoint/state.json                step, RNG state, data position, options
+//   <run>/checkpoint/state.json                TrainingState: kind, step, options, the task's progress
 //   <run>/log.jsonl, <run>/loss.png
 //
 // A checkpoint is written into checkpoint.tmp, flushed, then swapped in by renames; if a crash
@@ -105,26 +105,4 @@ public struct RunFolder {
 func syncDirectory(_ path: String) {
     let fd = open(path, O_RDONLY)
     if fd >= 0 { fsync(fd); close(fd) }
-}
-
-/// Reads a JSON object file.
-func readJSONObject(_ path: String) throws -> [String: Any] {
-    guard let data = FileManager.default.contents(atPath: path),
-          let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-        throw CheckpointError.io(path, "not a readable JSON object")
-    }
-    return obj
-}
-
-func writeJSONObject(_ obj: [String: Any], to path: String) throws {
-    try atomicWrite(JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), to: path)
-}
-
-/// Codable value to a JSON-compatible object.
-func jsonObject<T: Encodable>(_ value: T) throws -> Any {
-    try JSONSerialization.jsonObject(with: JSONEncoder().encode(value), options: [.fragmentsAllowed])
-}
-
-func decodeJSONObject<T: Decodable>(_ type: T.Type, _ obj: Any) throws -> T {
-    try JSONDecoder().decode(type, from: JSONSerialization.data(withJSONObject: obj, options: [.fragmentsAllowed]))
 }
