@@ -42,3 +42,10 @@ extension PipelineError: LocalizedError {
 package func warn(_ message: String) {
     FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
 }
+
+/// An error as one phrase (NSError dumps reduced to their description).
+public func describe(_ error: Error) -> String {
+    if error is CocoaError || type(of: error) == NSError.self { return (error as NSError).localizedDescription }
+    if let e = error as? LocalizedError, let d = e.errorDescription { return d }
+    return "\(error)"
+}

@@ -2,6 +2,7 @@
 // command per file named after it; shared options and helpers are in Options.swift.
 
 import ArgumentParser
+import Foundation
 
 @main
 struct Gen: ParsableCommand {
@@ -18,4 +19,20 @@ struct Gen: ParsableCommand {
         subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
                       TrainClassifier.self, Info.self, Convert.self, Init.self, Bench.self]
     )
+
+    /// Exit status: 0 success, 1 a failed job (one sentence from `userFacing`), 2 a usage error
+    /// (unknown option, value out of range: ArgumentParser's message and the usage line).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure || (code != .success && code != .failure && !(error is ExitCode)) {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

@@ -20,14 +20,14 @@ struct Sample: ParsableCommand {
     @Option(help: "SiT checkpoint folder (config.json + model.safetensors).") var sit: String?
     @Option(help: "Tokenizer checkpoint folder.") var tokenizer: String?
     @Option(help: "Comma-separated class indices or names (default: every class).") var classes: String?
-    @Option(name: .customLong("per-class"), help: "Images per class.") var perClass = 8
-    @Option(help: "Seed of the first image; image i uses seed + i.") var seed: UInt64 = 0
+    @Option(name: .customLong("per-class"), parsing: .unconditional, help: "Images per class.") var perClass = 8
+    @Option(parsing: .unconditional, help: "Seed of the first image; image i uses seed + i.") var seed: UInt64 = 0
     @Option(help: "euler, heun (ODE) or euler-maruyama (SDE).") var sampler: SamplerMethod = .euler
-    @Option(help: "Sampler steps.") var steps = 50
-    @Option(help: "Classifier-free guidance scale (1 = off).") var cfg: Double = 1
-    @Option(name: .customLong("guidance-low"), help: "Guidance applies for t >= this.") var guidanceLow: Double = 0
-    @Option(name: .customLong("guidance-high"), help: "Guidance applies for t <= this.") var guidanceHigh: Double = 1
-    @Option(name: .customLong("batch-size"), help: "Images integrated together.") var batchSize = 16
+    @Option(parsing: .unconditional, help: "Sampler steps.") var steps = 50
+    @Option(parsing: .unconditional, help: "Classifier-free guidance scale (1 = off).") var cfg: Double = 1
+    @Option(name: .customLong("guidance-low"), parsing: .unconditional, help: "Guidance applies for t >= this.") var guidanceLow: Double = 0
+    @Option(name: .customLong("guidance-high"), parsing: .unconditional, help: "Guidance applies for t <= this.") var guidanceHigh: Double = 1
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images integrated together.") var batchSize = 16
     @Option(help: "Output folder.") var out: String
     @Flag(help: "Also write samples.npz (ADM evaluator format: arr_0 uint8 NHWC).") var npz = false
     @Flag(name: .customLong("save-latents"), help: "Also write latents.h5: the sampled z_q, labels and PNG names in the latent-cache format (gen info reads it).") var saveLatents = false
@@ -38,7 +38,12 @@ struct Sample: ParsableCommand {
         if fromPNG == nil && (sit == nil || tokenizer == nil) {
             throw ValidationError("Give --sit and --tokenizer (or --from-png).")
         }
-        guard perClass >= 0, steps >= 1, batchSize >= 1 else { throw ValidationError("--per-class, --steps and --batch-size must be positive.") }
+        try require(perClass, "--per-class", in: Limits.images)
+        try require(steps, "--steps", in: Limits.samplerSteps)
+        try require(cfg, "--cfg", in: Limits.cfg)
+        try require(guidanceLow, "--guidance-low", in: Limits.unitInterval)
+        try require(guidanceHigh, "--guidance-high", in: Limits.unitInterval)
+        try require(batchSize, "--batch-size", in: 1...4096)
         guard guidanceLow <= guidanceHigh else { throw ValidationError("--guidance-low must not exceed --guidance-high.") }
     }
 

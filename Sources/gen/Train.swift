@@ -14,23 +14,39 @@ struct Train: ParsableCommand {
     @Option(help: "Latent cache made by gen precompute (with --resume: the run's own unless given).") var cache: String?
     @Option(help: "Tokenizer folder the cache must come from (checked by weights hash).") var tokenizer: String?
     @Option(help: "Output run folder.") var out: String
-    @Option(help: "Model width.") var hidden = 256
-    @Option(help: "Number of SiT blocks.") var depth = 6
-    @Option(help: "Attention heads.") var heads = 4
+    @Option(parsing: .unconditional, help: "Model width.") var hidden = 256
+    @Option(parsing: .unconditional, help: "Number of SiT blocks.") var depth = 6
+    @Option(parsing: .unconditional, help: "Attention heads.") var heads = 4
     @Flag(name: .customLong("qk-norm"), help: "LayerNorm on queries and keys.") var qkNorm = false
-    @Option(help: "Total optimizer steps (default 20000; with --resume, the run's own target unless given).") var steps: Int?
-    @Option(name: .customLong("batch-size"), help: "Latents per step.") var batchSize = 64
-    @Option(help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 3e-4
-    @Option(help: "Warmup steps.") var warmup = 500
-    @Option(name: .customLong("ema"), help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999
-    @Option(help: "Interpolant path: linear or cosine.") var path: InterpolantPath = .linear
+    @Option(parsing: .unconditional, help: "Total optimizer steps (default 20000; with --resume, the run's own target unless given).") var steps: Int?
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Latents per step.") var batchSize = 64
+    @Option(parsing: .unconditional, help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 3e-4
+    @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = 500
+    @Option(name: .customLong("ema"), parsing: .unconditional, help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999
+    @Option(parsing: .unconditional, help: "Interpolant path: linear or cosine.") var path: InterpolantPath = .linear
     @Option(name: .customLong("time-sampling"), help: "uniform or lognormal.") var timeSampling: TimeSampling = .uniform
-    @Option(help: "Seed of initialization, data order and noise.") var seed: UInt64 = 0
-    @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") var saveEvery = 1000
-    @Option(name: .customLong("log-every"), help: "Log every N steps.") var logEvery = 50
-    @Option(name: .customLong("stop-after"), help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?
+    @Option(parsing: .unconditional, help: "Seed of initialization, data order and noise.") var seed: UInt64 = 0
+    @Option(name: .customLong("save-every"), parsing: .unconditional, help: "Checkpoint every N steps.") var saveEvery = 1000
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log every N steps.") var logEvery = 50
+    @Option(name: .customLong("stop-after"), parsing: .unconditional, help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
     @Flag(help: "Replace an existing run in --out.") var overwrite = false
+
+    func validate() throws {
+        try require(hidden, "--hidden", in: Limits.width)
+        try require(depth, "--depth", in: Limits.depth)
+        try require(heads, "--heads", in: Limits.heads)
+        try require(steps, "--steps", in: Limits.steps)
+        try require(batchSize, "--batch-size", in: Limits.batch)
+        try require(lr, "--lr", in: Limits.learningRate)
+        try require(warmup, "--warmup", in: 0...Limits.steps.upperBound)
+        try require(emaDecay, "--ema", in: Limits.emaDecay)
+        try require(saveEvery, "--save-every", in: Limits.every)
+        try require(logEvery, "--log-every", in: Limits.every)
+        try require(stopAfter, "--stop-after", in: Limits.steps)
+        guard hidden % heads == 0 else { throw ValidationError("--hidden \(hidden) must be divisible by --heads \(heads).") }
+        guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other.") }
+    }
 
     func run() throws {
         compute.apply()

@@ -126,7 +126,7 @@ public enum EvalJob {
             let models = try GenerationModels(sit: sit, tokenizer: o.tokenizer)
             let classes = Array(0..<models.sit.config.numClasses)
             var items: [(label: Int, seed: UInt64)] = []
-            for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed + UInt64(items.count))) } }
+            for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed &+ UInt64(items.count))) } }
             report.images = items.count
             for steps in o.steps {
                 for cfg in o.cfgScales {

@@ -37,6 +37,9 @@ public struct GenerationOptions: Codable, Equatable, Sendable {
         self.sit = sit
         self.tokenizer = tokenizer
     }
+
+    /// The most images one run may write.
+    public static let maxImages = 10_000_000
 }
 
 /// Loaded models plus what generation needs to know about them.
@@ -169,21 +172,30 @@ public enum GenerationJob {
     public static func run(_ o: GenerationOptions, out: String, npz: Bool = false, latentsH5: Bool = false,
                            grid: Bool = true, overwrite: Bool = false, log: (String) -> Void = { print($0) }) throws -> [GeneratedImage] {
         let fm = FileManager.default
-        if fm.fileExists(atPath: out) {
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: out, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw PipelineError.invalidArgument("\(out) is a file; --out takes a folder for the images.") }
             let contents = (try? fm.contentsOfDirectory(atPath: out)) ?? []
             guard contents.isEmpty || overwrite else {
                 throw PipelineError.invalidArgument("\(out) already exists and is not empty; pass --overwrite to write into it.")
             }
         }
-        try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
+        do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+            throw PipelineError.writeFailed(path: out, reason: "cannot create the folder (\(describe(error)))")
+        }
         let t0 = now()
         let models = try GenerationModels(sit: o.sit, tokenizer: o.tokenizer, log: log)
         let classes = o.classes.isEmpty ? Array(0..<models.sit.config.numClasses) : o.classes
         var items: [(label: Int, seed: UInt64)] = []
-        for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed + UInt64(items.count))) } }
+        let (total, overflow) = classes.count.multipliedReportingOverflow(by: o.perClass)
+        guard !overflow, total <= GenerationOptions.maxImages else {
+            throw PipelineError.invalidArgument("\(classes.count) classes x \(o.perClass) per class is more than the \(GenerationOptions.maxImages) images one run may write.")
+        }
+        // Seeds wrap around 2^64: image i uses seed (--seed + i) mod 2^64.
+        for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed &+ UInt64(items.count))) } }
         guard !items.isEmpty else { throw PipelineError.invalidArgument("Nothing to generate (no classes or --per-class 0).") }
         let sampler = samplerOptions(o, numClasses: models.sit.config.numClasses)
-        log("Generating \(items.count) images (\(classes.count) classes x \(o.perClass)), \(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale) on t in [\(o.guidanceLow), \(o.guidanceHigh)], seeds \(o.seed)...\(o.seed + UInt64(items.count - 1)).")
+        log("Generating \(items.count) images (\(classes.count) classes x \(o.perClass)), \(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale) on t in [\(o.guidanceLow), \(o.guidanceHigh)], seeds \(o.seed)...\(o.seed &+ UInt64(items.count - 1)).")
         let bar = ProgressBar(total: items.count * sampler.steps, label: "sample", unit: "img-step")
         let images = try generate(models, o, items: items) { bar.update(by: $0) }
         bar.finish()

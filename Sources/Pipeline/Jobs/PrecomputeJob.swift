@@ -31,8 +31,12 @@ public enum PrecomputeJob {
     @discardableResult
     public static func run(_ o: PrecomputeOptions, log: (String) -> Void = { print($0) }) throws -> LatentCacheMetadata {
         guard o.batchSize > 0 else { throw PipelineError.invalidArgument("The batch size must be positive.") }
-        if FileManager.default.fileExists(atPath: o.out) && !o.overwrite {
-            throw PipelineError.invalidArgument("\(o.out) already exists; pass --overwrite to replace it.")
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: o.out, isDirectory: &isDir) {
+            guard !isDir.boolValue else {
+                throw PipelineError.invalidArgument("\(o.out) is a folder; --out takes the path of the .h5 file to write.")
+            }
+            guard o.overwrite else { throw PipelineError.invalidArgument("\(o.out) already exists; pass --overwrite to replace it.") }
         }
         let model = try SoftVQModel.load(folder: o.tokenizer, log: log)
         let identity = try TokenizerIdentity(folder: o.tokenizer)

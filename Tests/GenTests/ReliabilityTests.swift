@@ -1,0 +1,215 @@
+// Issue 17's findings as tests: nothing a user has is lost (overwrite discipline, full disk,
+// --stop-after, --resume without a checkpoint) and bad option values are one sentence with exit
+// status 2 (usage) or 1 (a failed job), never a crash.
+
+import Foundation
+import XCTest
+import Datasets
+import Formats
+
+private func contents(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
+
+/// The first line of stderr, and that there is exactly one "error:" sentence or one usage error.
+private func assertOneSentence(_ r: RunResult, status: Int32, contains text: String, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(r.status, status, "exit status; stderr: \(r.stderr)", file: file, line: line)
+    XCTAssertTrue(r.stderr.contains(text), r.stderr, file: file, line: line)
+    XCTAssertFalse(r.stderr.contains("NSCocoaErrorDomain") || r.stderr.contains("Fatal error") || r.stderr.contains("Missing value"),
+                   r.stderr, file: file, line: line)
+    if status == 1 { XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr, file: file, line: line) }
+}
+
+final class OptionValidationTests: XCTestCase {
+    override func setUpWithError() throws {
+        XCTAssertTrue(FileManager.default.fileExists(atPath: genPath), "gen not built at \(genPath)")
+    }
+
+    func testOutOfRangeValuesAreUsageErrorsNamingTheOption() throws {
+        let d = tempDir("options")
+        let cases: [([String], String)] = [
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--steps", "-5"], "--steps must be between 1"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--steps", "0"], "--steps must be between 1"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--ema", "nan"], "--ema must be between"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--save-every", "0"], "--save-every must be between 1"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--log-every", "0"], "--log-every must be between 1"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--stop-after", "0"], "--stop-after must be between 1"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--hidden", "1000000000"], "--hidden must be between"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--lr", "-1"], "--lr must be between"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--resume", "--overwrite"], "exclude each other"),
+            (["train-tokenizer", "--out", d + "/t", "--save-every", "0"], "--save-every must be between 1"),
+            (["train-tokenizer", "--out", d + "/t", "--steps", "-1"], "--steps must be between 1"),
+            (["precompute", "--tokenizer", "t", "--out", d + "/c.h5", "--deflate", "10"], "--deflate must be between 1 and 9"),
+            (["sample", "--sit", "s", "--tokenizer", "t", "--out", d + "/s", "--per-class", "4611686018427387904"], "--per-class must be between"),
+            (["sample", "--sit", "s", "--tokenizer", "t", "--out", d + "/s", "--steps", "-3"], "--steps must be between 1"),
+            (["reconstruct", "--tokenizer", "t", "--out", d + "/r.png", "--count", "0"], "--count must be between 1"),
+            (["bench", "kernels", "--repeats", "0"], "--repeats must be between 1"),
+            (["sample", "--sit", "s", "--tokenizer", "t", "--out", d + "/s", "--threads", "0"], "--threads must be between 1"),
+        ]
+        for (args, message) in cases {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: genPath)
+            p.arguments = args
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = Pipe()
+            try p.run()
+            let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            assertOneSentence(RunResult(status: p.terminationStatus, stdout: "", stderr: e), status: 2, contains: message)
+        }
+    }
+}
+
+final class OverwriteDisciplineTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: genPath), "gen not built at \(genPath)")
+    }
+
+    func testPrecomputeRefusesAFolderWhereTheCacheGoesEvenWithOverwrite() throws {
+        let d = tempDir("precompute-dir")
+        try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32"] + tinyTokenizerArgs)
+        try FileManager.default.createDirectory(atPath: d + "/data", withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: d + "/data/notes.txt"))
+        let r = try gen(["precompute", "--tokenizer", d + "/tok/checkpoint", "--limit", "16", "--out", d + "/data", "--overwrite"])
+        assertOneSentence(r, status: 1, contains: "is a folder")
+        XCTAssertEqual(contents(d + "/data/notes.txt"), Data("mine".utf8))
+    }
+
+    func testTrainingOverwriteKeepsTheOldRunUntilTheNewCheckpointAndForeignFiles() throws {
+        let d = tempDir("train-overwrite")
+        let targs = ["train-tokenizer", "--out", d + "/tok", "--limit", "32", "--save-every", "2", "--log-every", "1"] + tinyTokenizerArgs
+        XCTAssertEqual(try gen(targs + ["--steps", "2"]).status, 0)
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: d + "/tok/notes.txt"))
+        let old = contents(d + "/tok/checkpoint/model.safetensors")
+        // A new run that fails before its first checkpoint (NaN loss from a huge learning rate
+        // is not guaranteed, so stop it by a bad dataset) leaves the old run untouched...
+        var r = try gen(targs + ["--steps", "2", "--overwrite", "--dataset", d + "/no-such-folder"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(contents(d + "/tok/checkpoint/model.safetensors"), old)
+        // ... and a completed one replaces the checkpoint and the log but no foreign file.
+        r = try gen(targs + ["--steps", "3", "--overwrite", "--seed", "9"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertNotEqual(contents(d + "/tok/checkpoint/model.safetensors"), old)
+        XCTAssertEqual(contents(d + "/tok/notes.txt"), Data("mine".utf8))
+        let log = try String(contentsOfFile: d + "/tok/log.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(log.count, 3, "the new run's log replaced the old one")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/tok/log.jsonl.partial"))
+    }
+
+    func testStopAfterAlwaysLeavesACheckpointAndResumeNeedsOne() throws {
+        let d = tempDir("stop-after")
+        var r = try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "20", "--limit", "32", "--save-every", "100", "--stop-after", "3"] + tinyTokenizerArgs)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let state = try JSONSerialization.jsonObject(with: contents(d + "/tok/checkpoint/state.json")!) as? [String: Any]
+        XCTAssertEqual(state?["step"] as? Int, 3)
+        r = try gen(["precompute", "--tokenizer", d + "/tok/checkpoint", "--limit", "32", "--out", d + "/c.h5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/sit", "--steps", "50", "--save-every", "100", "--stop-after", "2"] + tinySiTArgs)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/sit/checkpoint/state.json"))
+        r = try gen(["train", "--out", d + "/sit", "--resume", "--stop-after", "1"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Resuming"), r.stdout)
+        // --resume where there is nothing to resume says what is there.
+        try FileManager.default.createDirectory(atPath: d + "/empty", withIntermediateDirectories: true)
+        try Data().write(to: URL(fileURLWithPath: d + "/empty/readme.txt"))
+        r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/empty", "--resume"] + tinySiTArgs)
+        assertOneSentence(r, status: 1, contains: "has no checkpoint (it holds readme.txt)")
+        r = try gen(["train-tokenizer", "--out", d + "/nothing", "--resume"] + tinyTokenizerArgs)
+        assertOneSentence(r, status: 1, contains: "has no checkpoint (it does not exist)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/nothing"))
+    }
+
+    func testSampleEdgeCases() throws {
+        let sit = "Checkpoints/fashion-sit", tok = "Checkpoints/fashion-tokenizer"
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let d = tempDir("sample-edge")
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: d + "/a-file"))
+        var r = try gen(["sample", "--sit", root + "/" + sit, "--tokenizer", root + "/" + tok, "--classes", "0", "--per-class", "1",
+                         "--steps", "2", "--out", d + "/a-file"])
+        assertOneSentence(r, status: 1, contains: "is a file")
+        XCTAssertEqual(contents(d + "/a-file"), Data("mine".utf8))
+        // The largest seed wraps: image 0 uses 2^64 - 1, image 1 uses 0.
+        r = try gen(["sample", "--sit", root + "/" + sit, "--tokenizer", root + "/" + tok, "--classes", "0", "--per-class", "2",
+                     "--steps", "2", "--seed", "18446744073709551615", "--out", d + "/wrap"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let files = try FileManager.default.contentsOfDirectory(atPath: d + "/wrap")
+        XCTAssertTrue(files.contains("00000_class0_seed18446744073709551615.png") && files.contains("00001_class0_seed0.png"), "\(files)")
+    }
+}
+
+/// A full disk: a small tmpfs mounted by the test (root only), filled up, then each command is
+/// run with --overwrite over a good result that must survive byte for byte.
+final class FullDiskTests: XCTestCase {
+    var mountPoint = ""
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
+        try XCTSkipUnless(getuid() == 0, "full-disk tests mount a tmpfs and need root")
+        mountPoint = tempDir("tmpfs")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/mount")
+        p.arguments = ["-t", "tmpfs", "-o", "size=4m", "tmpfs", mountPoint]
+        p.standardError = Pipe()
+        try p.run()
+        p.waitUntilExit()
+        try XCTSkipUnless(p.terminationStatus == 0, "cannot mount a tmpfs here (mount exited \(p.terminationStatus))")
+    }
+
+    override func tearDown() {
+        guard !mountPoint.isEmpty else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/umount")
+        p.arguments = [mountPoint]
+        try? p.run()
+        p.waitUntilExit()
+    }
+
+    /// Fills the file system until fewer than `leave` bytes are free.
+    func fill(leave: Int) throws {
+        var st = statvfs()
+        statvfs(mountPoint, &st)
+        let free = Int(st.f_bavail) * Int(st.f_frsize)
+        if free > leave {
+            FileManager.default.createFile(atPath: mountPoint + "/filler", contents: Data(count: free - leave))
+        }
+    }
+
+    func unfill() { try? FileManager.default.removeItem(atPath: mountPoint + "/filler") }
+
+    func testEveryWritingCommandKeepsTheOldResultOnAFullDisk() throws {
+        let d = tempDir("full-disk-src"), m = mountPoint
+        // Good results made elsewhere, copied onto the small disk.
+        try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32"] + tinyTokenizerArgs)
+        try gen(["precompute", "--tokenizer", d + "/tok/checkpoint", "--limit", "64", "--out", d + "/c.h5"])
+        try gen(["train", "--cache", d + "/c.h5", "--out", d + "/sit", "--steps", "2"] + tinySiTArgs)
+        let sampleArgs = ["sample", "--sit", d + "/sit/checkpoint", "--tokenizer", d + "/tok/checkpoint", "--classes", "0,1",
+                          "--per-class", "2", "--steps", "2"]
+        try gen(sampleArgs + ["--out", d + "/s"])
+        for item in ["tok", "c.h5", "sit", "s"] { try FileManager.default.copyItem(atPath: d + "/" + item, toPath: m + "/" + item) }
+        let kept = ["tok/checkpoint/model.safetensors", "tok/checkpoint/optimizer.safetensors", "tok/log.jsonl", "c.h5",
+                    "sit/checkpoint/model.safetensors", "sit/checkpoint/state.json", "s/00000_class0_seed0.png", "s/grid.png"]
+        let before = kept.map { contents(m + "/" + $0) }
+        try fill(leave: 2048)
+        let runs: [[String]] = [
+            ["precompute", "--tokenizer", d + "/tok/checkpoint", "--limit", "64", "--out", m + "/c.h5", "--overwrite"],
+            ["train-tokenizer", "--out", m + "/tok", "--steps", "2", "--limit", "32", "--overwrite"] + tinyTokenizerArgs,
+            ["train", "--cache", d + "/c.h5", "--out", m + "/sit", "--steps", "2", "--overwrite"] + tinySiTArgs,
+            sampleArgs + ["--out", m + "/s", "--overwrite", "--seed", "5"],
+        ]
+        for args in runs {
+            let r = try gen(args)
+            XCTAssertEqual(r.status, 1, "\(args[0]) on a full disk: \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr)
+            XCTAssertFalse(r.stderr.contains("NSCocoaErrorDomain"), r.stderr)
+            for (k, path) in kept.enumerated() { XCTAssertEqual(contents(m + "/" + path), before[k], "\(path) changed by \(args[0])") }
+        }
+        // With room again the same commands succeed (the failures were the disk).
+        unfill()
+        for args in runs {
+            let r = try gen(args)
+            XCTAssertEqual(r.status, 0, "\(args[0]): \(r.stderr)")
+        }
+        XCTAssertEqual(try LatentCacheReader(path: m + "/c.h5").count, 64)
+    }
+}
