@@ -6,6 +6,9 @@ import Foundation
 import XCTest
 import Datasets
 import Formats
+@testable import Pipeline
+import SiT
+import Tensor
 
 private func contents(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 
@@ -211,5 +214,56 @@ final class FullDiskTests: XCTestCase {
             XCTAssertEqual(r.status, 0, "\(args[0]): \(r.stderr)")
         }
         XCTAssertEqual(try LatentCacheReader(path: m + "/c.h5").count, 64)
+    }
+}
+
+/// kill -9 at many moments of an --overwrite run, the final rename window included: the result
+/// under the final name is always a complete one (the old or the new), never missing or torn.
+final class KillDuringOverwriteTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
+    }
+
+    /// Starts gen and kills it with SIGKILL after `delay` seconds (or lets it finish first).
+    func killAfter(_ delay: Double, _ args: [String]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: genPath)
+        p.arguments = args + ["--threads", "1"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(delay)
+        while p.isRunning && Date() < deadline { usleep(2_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+    }
+
+    func testKilledOverwritesAlwaysLeaveACompleteResult() throws {
+        let d = tempDir("kill-overwrite")
+        try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32"] + tinyTokenizerArgs)
+        let pre = ["precompute", "--tokenizer", d + "/tok/checkpoint", "--limit", "96", "--batch-size", "16", "--out", d + "/c.h5"]
+        XCTAssertEqual(try gen(pre).status, 0)
+        let train = ["train", "--cache", d + "/c.h5", "--out", d + "/sit", "--steps", "6", "--save-every", "2"] + tinySiTArgs
+        XCTAssertEqual(try gen(train).status, 0)
+        for delay in stride(from: 0.05, through: 1.6, by: 0.15) {
+            try killAfter(delay, pre + ["--overwrite"])
+            let cache = try LatentCacheReader(path: d + "/c.h5")       // complete under its final name
+            XCTAssertEqual(cache.count, 96, "after a kill at \(delay) s")
+            try killAfter(delay, train + ["--overwrite", "--seed", "\(Int(delay * 100))"])
+            let run = RunFolder(d + "/sit")
+            let checkpoint = try XCTUnwrap(run.latestCheckpoint, "no checkpoint after a kill at \(delay) s")
+            XCTAssertNoThrow(try SiT.load(folder: checkpoint, warn: { _ in }), "after a kill at \(delay) s")
+        }
+        // A cache with a label outside its recorded classes is refused in one sentence.
+        let meta = LatentCacheMetadata(tokenizerName: "t", tokenizerSHA256: "0", vqMean: 0, vqStd: 1, imageSize: 32, numTokens: 4,
+                                       tokenDim: 4, numImages: 16, preprocessing: "test", dataset: "test", classNames: ["a", "b"])
+        let w = try LatentCacheWriter(path: d + "/bad.h5", metadata: meta)
+        try w.append(latents: Tensor(zeros: [16, 4, 4]), flipped: Tensor(zeros: [16, 4, 4]),
+                     labels: (0..<16).map { $0 == 7 ? 99 : $0 % 2 }, paths: (0..<16).map { "\($0)" })
+        try w.finish()
+        let r = try gen(["train", "--cache", d + "/bad.h5", "--out", d + "/bad-run", "--steps", "2"] + tinySiTArgs)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("99"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr)
     }
 }

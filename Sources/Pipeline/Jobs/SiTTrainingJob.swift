@@ -96,7 +96,16 @@ public final class SiTTrainingJob: TrainingTask {
         let meta = reader.metadata
         if !options.tokenizer.isEmpty { try checkCache(meta, matches: options.tokenizer) }
         classNames = meta.classNames
-        let numClasses = max(classNames.count, (reader.labels.max() ?? 0) + 1)
+        // The classes are the cache's recorded ones; labels outside them are refused (a cache
+        // without class names gets as many classes as its largest label needs, bounded).
+        let largest = reader.labels.max() ?? 0, names = meta.classNames
+        if let bad = reader.labels.first(where: { $0 < 0 || (!names.isEmpty && $0 >= names.count) }) {
+            throw PipelineError.corruptFile(path: options.cache, reason: "label \(bad) is outside the \(classNames.count) classes it records")
+        }
+        guard largest < 1_000_000 else {
+            throw PipelineError.corruptFile(path: options.cache, reason: "label \(largest) is implausibly large (at most 1,000,000 classes)")
+        }
+        let numClasses = classNames.isEmpty ? largest + 1 : classNames.count
         var config = SiTConfig(hiddenSize: options.hiddenSize, depth: options.depth, numHeads: options.numHeads,
                                mlpRatio: options.mlpRatio, patchSize: 1, inChannels: meta.tokenDim, inputSize: meta.numTokens,
                                numClasses: numClasses, classDropoutProb: options.classDropout, vae1D: true, qkNorm: options.qkNorm)
