@@ -309,6 +309,15 @@ public final class LatentCacheWriter {
                      "write rows \(rows.first!)...\(rows.last!) of \(partialPath) (disk full?)")
     }
 
+    /// Moves the write position back to `row` (<= rowsDone): later rows will be written again.
+    public func rewind(to row: Int) throws {
+        guard row < rowsDone else { return }
+        guard row >= 0 else { throw PipelineError.invalidArgument("Cannot rewind a latent cache to row \(row).") }
+        try H5.setAttribute(file, "rows_done", int: row)
+        try H5.check(H5Fflush(file, H5F_SCOPE_LOCAL), "flush \(partialPath)")
+        rowsDone = row
+    }
+
     /// The source path of the last written row (to find where a resumed job continues).
     public func lastPath() throws -> String {
         guard rowsDone > 0 else { throw PipelineError.invalidArgument("The latent cache has no rows yet.") }

@@ -38,8 +38,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         compute.apply()
         try userFacing {
-            var o = EvalOptions(tokenizer: tokenizer, classifier: classifier + "/model.safetensors")
-            o.sit = sit; o.perClass = perClass; o.method = sampler; o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
+            var o = EvalOptions(tokenizer: checkpointFolder(tokenizer), classifier: classifier + "/model.safetensors")
+            o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.method = sampler; o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
             o.seed = seed; o.reconstructionLimit = reconstructionLimit; o.out = out
             o.cfgScales = try cfgScales.split(separator: ",").map {
                 guard let v = Double($0) else { throw PipelineError.invalidArgument("'\($0)' is not a CFG scale.") }

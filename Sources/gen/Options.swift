@@ -65,3 +65,26 @@ enum Limits {
     static let cfg: ClosedRange<Double> = -1000...1000
     static let unitInterval: ClosedRange<Double> = 0...1
 }
+
+/// A seed option: a number in 0...2^64-1, or `random` (drawn once and printed).
+struct Seed: ExpressibleByArgument {
+    let value: UInt64
+    let isRandom: Bool
+
+    init(_ value: UInt64) { self.value = value; isRandom = false }
+
+    init?(argument: String) {
+        if argument.lowercased() == "random" {
+            var g = SystemRandomNumberGenerator()
+            value = g.next()
+            isRandom = true
+        } else if let v = UInt64(argument) {
+            value = v
+            isRandom = false
+        } else {
+            return nil
+        }
+    }
+
+    var defaultValueDescription: String { isRandom ? "random" : String(value) }
+}

@@ -29,7 +29,7 @@ struct Precompute: ParsableCommand {
 
     func run() throws {
         compute.apply()
-        var o = PrecomputeOptions(tokenizer: tokenizer, dataset: dataset, out: out)
+        var o = PrecomputeOptions(tokenizer: checkpointFolder(tokenizer), dataset: dataset, out: out)
         o.batchSize = batchSize; o.limit = limit; o.strict = strict; o.overwrite = overwrite; o.deflate = deflate
         try userFacing { try PrecomputeJob.run(o) }
     }

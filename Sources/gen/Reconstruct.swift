@@ -27,7 +27,7 @@ struct Reconstruct: ParsableCommand {
             if FileManager.default.fileExists(atPath: out) && !overwrite {
                 throw PipelineError.invalidArgument("\(out) already exists; pass --overwrite to replace it.")
             }
-            let model = try SoftVQModel.load(folder: tokenizer)
+            let model = try SoftVQModel.load(folder: checkpointFolder(tokenizer))
             let images: Tensor
             let ext = (dataset as NSString).pathExtension.lowercased()
             if ["png", "jpg", "jpeg"].contains(ext) {

@@ -51,7 +51,7 @@ struct Train: ParsableCommand {
     func run() throws {
         compute.apply()
         var o = SiTTrainingOptions()
-        o.cache = cache ?? ""; o.tokenizer = tokenizer ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
+        o.cache = cache ?? ""; o.tokenizer = tokenizer.map(checkpointFolder) ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
         o.qkNorm = qkNorm; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery

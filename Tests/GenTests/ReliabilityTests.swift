@@ -267,3 +267,52 @@ final class KillDuringOverwriteTests: XCTestCase {
         XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr)
     }
 }
+
+/// Sampling at scale: --num-samples with classes drawn per seed, PNGs streamed to disk as
+/// batches finish, kill -9 and --resume to the same files, the .npz assembled from the PNGs.
+final class StreamingSampleTests: XCTestCase {
+    override func setUpWithError() throws {
+        XCTAssertTrue(FileManager.default.fileExists(atPath: genPath), "gen not built at \(genPath)")
+    }
+
+    func testNumSamplesStreamsAndResumesToTheSameFiles() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let d = tempDir("stream")
+        let args = ["sample", "--sit", root + "/Checkpoints/fashion-sit", "--tokenizer", root + "/Checkpoints/fashion-tokenizer",
+                    "--num-samples", "24", "--batch-size", "4", "--steps", "6", "--cfg", "2", "--seed", "7", "--npz", "--save-latents"]
+        var r = try gen(args + ["-o", d + "/full"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let pngs = { (dir: String) in ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".png") && $0 != "grid.png" }.sorted() }
+        let names = pngs(d + "/full")
+        XCTAssertEqual(names.count, 24)
+        XCTAssertGreaterThan(Set(names.map { $0.split(separator: "_")[1] }).count, 3, "classes are drawn per image")
+        // Killed while running: some PNGs are already on disk (streamed), not all.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: genPath)
+        p.arguments = args + ["-o", d + "/cut", "--threads", "1"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning && pngs(d + "/cut").count < 6 && Date() < deadline { usleep(5_000) }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let partial = pngs(d + "/cut").count
+        XCTAssertTrue(partial >= 6 && partial < 24, "\(partial) PNGs when killed")
+        r = try gen(args + ["-o", d + "/cut"])
+        XCTAssertNotEqual(r.status, 0, "a non-empty folder needs --resume")
+        r = try gen(args + ["-o", d + "/cut", "--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Resuming"), r.stdout)
+        XCTAssertEqual(pngs(d + "/cut"), names)
+        for f in names + ["samples.npz"] {
+            XCTAssertEqual(FileManager.default.contents(atPath: d + "/cut/" + f), FileManager.default.contents(atPath: d + "/full/" + f), f)
+        }
+        XCTAssertEqual(try LatentCacheReader(path: d + "/cut/latents.h5").readAll().scalars,
+                       try LatentCacheReader(path: d + "/full/latents.h5").readAll().scalars)
+        // Another job's images in the folder are refused, not mixed in.
+        r = try gen(args.map { $0 == "7" ? "8" : $0 } + ["-o", d + "/cut", "--resume"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("another sample job"), r.stderr)
+    }
+}

@@ -125,8 +125,9 @@ public enum EvalJob {
         if let sit = o.sit {
             let models = try GenerationModels(sit: sit, tokenizer: o.tokenizer)
             let classes = Array(0..<models.sit.config.numClasses)
-            var items: [(label: Int, seed: UInt64)] = []
-            for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed &+ UInt64(items.count))) } }
+            var base = GenerationOptions(sit: sit, tokenizer: o.tokenizer)
+            base.perClass = o.perClass; base.seed = o.seed
+            let items = try GenerationJob.items(base, classes: classes)
             report.images = items.count
             for steps in o.steps {
                 for cfg in o.cfgScales {

@@ -150,3 +150,15 @@ func syncDirectory(_ path: String) {
     let fd = open(path, O_RDONLY)
     if fd >= 0 { fsync(fd); close(fd) }
 }
+
+/// The checkpoint folder a model argument names: the folder itself, or the `checkpoint/` of a
+/// training run folder given instead.
+public func checkpointFolder(_ path: String) -> String {
+    let fm = FileManager.default
+    let nested = (path as NSString).appendingPathComponent("checkpoint")
+    if !fm.fileExists(atPath: (path as NSString).appendingPathComponent("config.json")),
+       fm.fileExists(atPath: (nested as NSString).appendingPathComponent("config.json")) {
+        return nested
+    }
+    return path
+}
