@@ -7,6 +7,7 @@ import XCTest
 import Datasets
 import Formats
 @testable import Pipeline
+import Sampler
 import SiT
 import Tensor
 
@@ -314,5 +315,33 @@ final class StreamingSampleTests: XCTestCase {
         r = try gen(args.map { $0 == "7" ? "8" : $0 } + ["-o", d + "/cut", "--resume"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("another sample job"), r.stderr)
+    }
+}
+
+/// The interpolant path a SiT was trained on is recorded in config.json (`path_type`) and is
+/// what the samplers of gen sample use.
+final class PathRecordTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
+    }
+
+    func testTrainRecordsThePathAndSamplingHonoursIt() throws {
+        let d = tempDir("path")
+        try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32"] + tinyTokenizerArgs)
+        try gen(["precompute", "--tokenizer", d + "/tok", "--limit", "32", "--out", d + "/c.h5"])
+        let r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/sit", "--steps", "2", "--path", "cosine"] + tinySiTArgs)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let config = try SiTConfig.read(from: d + "/sit/checkpoint/config.json")
+        XCTAssertEqual(config.interpolantPath, .cosine)
+        XCTAssertEqual(config.extra["prediction"], .string("v"))
+        XCTAssertEqual(config.extra["tags"], .array(["arxiv:2412.10958", "image-generation", "4 tokens", "SiT"].map { .string($0) }))
+        var o = GenerationOptions(sit: d + "/sit", tokenizer: d + "/tok")
+        o.method = .eulerMaruyama
+        XCTAssertEqual(GenerationJob.samplerOptions(o, model: config).path, .cosine)
+        var official = config
+        official.extra["path_type"] = .string("edm")     // what the released checkpoints say: linear
+        XCTAssertEqual(GenerationJob.samplerOptions(o, model: official).path, .linear)
+        XCTAssertEqual(try gen(["sample", "--sit", d + "/sit", "--tokenizer", d + "/tok", "--classes", "0", "--per-class", "1",
+                                "--steps", "3", "--sampler", "euler-maruyama", "-o", d + "/s"]).status, 0)
     }
 }

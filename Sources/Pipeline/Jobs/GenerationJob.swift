@@ -143,10 +143,12 @@ public struct GenerationSummary: Sendable {
 }
 
 public enum GenerationJob {
-    /// The sampler settings of a job; `batchInvariant` evaluates the model sample by sample.
-    public static func samplerOptions(_ o: GenerationOptions, numClasses: Int) -> SamplerOptions {
-        let guidance = o.cfgScale == 1 ? nil : Guidance(scale: o.cfgScale, low: o.guidanceLow, high: o.guidanceHigh, nullLabel: numClasses)
-        return SamplerOptions(method: o.method, steps: o.steps, guidance: guidance,
+    /// The sampler settings of a job for a model: its interpolant path (config.json
+    /// `path_type`), guidance with its null class; `batchInvariant` evaluates sample by sample.
+    public static func samplerOptions(_ o: GenerationOptions, model: SiTConfig) -> SamplerOptions {
+        let guidance = o.cfgScale == 1 ? nil : Guidance(scale: o.cfgScale, low: o.guidanceLow, high: o.guidanceHigh, nullLabel: model.numClasses)
+        let path: SamplerPath = model.interpolantPath == .cosine ? .cosine : .linear
+        return SamplerOptions(method: o.method, steps: o.steps, guidance: guidance, path: path,
                               evaluation: o.batchInvariant ? .perSample : .batch)
     }
 
@@ -177,7 +179,7 @@ public enum GenerationJob {
     public static func generate(_ models: GenerationModels, _ o: GenerationOptions, items: [GenerationItem],
                                 progress: (Int) -> Void = { _ in }, emit: (GeneratedImage) throws -> Void) throws {
         let sit = models.sit, tok = models.tokenizer
-        let options = samplerOptions(o, numClasses: sit.config.numClasses)
+        let options = samplerOptions(o, model: sit.config)
         let shape = [sit.config.inputSize, sit.config.inChannels]
         let b = max(1, o.batchSize)
         for start in stride(from: 0, to: items.count, by: b) {

@@ -110,6 +110,10 @@ public final class SiTTrainingJob: TrainingTask {
                                mlpRatio: options.mlpRatio, patchSize: 1, inChannels: meta.tokenDim, inputSize: meta.numTokens,
                                numClasses: numClasses, classDropoutProb: options.classDropout, vae1D: true, qkNorm: options.qkNorm)
         config.extra["class_names"] = .array(classNames.map { .string($0) })
+        // The objective the samplers must honour (official field names of the training script).
+        config.extra["path_type"] = .string(options.path.rawValue)
+        config.extra["prediction"] = .string("v")
+        config.extra["tags"] = .array(["arxiv:2412.10958", "image-generation", "\(meta.numTokens) tokens", "SiT"].map { .string($0) })
         config.extra["tokenizer"] = .string(meta.tokenizerName)
         config.extra["tokenizer_sha256"] = .string(meta.tokenizerSHA256)
         config.extra["vq_mean"] = .double(meta.vqMean)
