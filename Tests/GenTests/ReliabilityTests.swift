@@ -111,6 +111,7 @@ final class OverwriteDisciplineTests: XCTestCase {
         r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/sit", "--steps", "50", "--save-every", "100", "--stop-after", "2"] + tinySiTArgs)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/sit/checkpoint/state.json"))
+        XCTAssertTrue(r.stdout.contains("Note: the checkpoint holds EMA weights"), r.stdout)
         r = try gen(["train", "--out", d + "/sit", "--resume", "--stop-after", "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("Resuming"), r.stdout)

@@ -19,6 +19,8 @@ public protocol TrainingOptions: Codable, Equatable {
     var batchSize: Int { get }
     var saveEvery: Int { get }
     var logEvery: Int { get }
+    /// Decay of the EMA weights that checkpoints hold.
+    var emaDecay: Float { get }
 }
 
 /// What one step reports: values averaged over the log window, the latest values of others,
@@ -259,5 +261,9 @@ public final class TrainingRun<Task: TrainingTask> {
         bar.finish()
         try folder.plotLoss(title: Task.info.plotTitle, field: Task.info.plotField)
         log(String(format: "Done: step %d, last loss %.5f. Checkpoint: %@", task.step, last.loss, folder.checkpoint))
+        let horizon = EMA.horizon(options.emaDecay)
+        if task.step < horizon {
+            log("Note: the checkpoint holds EMA weights (decay \(options.emaDecay)) after \(task.step) updates, fewer than the ~\(horizon) it averages over; with its warm-up it follows the recent weights, but a longer run (or a lower --ema) gives the intended average.")
+        }
     }
 }
