@@ -346,3 +346,21 @@ final class PathRecordTests: XCTestCase {
                                 "--steps", "3", "--sampler", "euler-maruyama", "-o", d + "/s"]).status, 0)
     }
 }
+
+final class EvalClassCheckTests: XCTestCase {
+    /// gen eval refuses a SiT whose classes are not Fashion-MNIST's (e.g. folder names), before
+    /// any work.
+    func testEvalRefusesASiTWithOtherClasses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let d = tempDir("eval-classes")
+        try FileManager.default.createDirectory(atPath: d + "/sit", withIntermediateDirectories: true)
+        var config = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: root + "/Checkpoints/fashion-sit/config.json")!) as! [String: Any]
+        config["class_names"] = (config["class_names"] as! [String]).reversed().map { $0.replacingOccurrences(of: " ", with: "_") }
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: d + "/sit/config.json"))
+        try FileManager.default.copyItem(atPath: root + "/Checkpoints/fashion-sit/model.safetensors", toPath: d + "/sit/model.safetensors")
+        let r = try gen(["eval", "--tokenizer", root + "/Checkpoints/fashion-tokenizer", "--sit", d + "/sit",
+                         "--classifier", root + "/Checkpoints/fashion-classifier"])
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("not Fashion-MNIST's"), r.stderr)
+    }
+}

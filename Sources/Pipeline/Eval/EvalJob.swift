@@ -4,9 +4,11 @@
 // FD floor; and a sweep over CFG scale and sampler steps (table + plot).
 
 import Datasets
+import Formats
 import Foundation
 import Render
 import Sampler
+import SiT
 import Tensor
 import Tokenizer
 
@@ -80,6 +82,13 @@ public enum EvalJob {
 
     public static func run(_ o: EvalOptions, log: (String) -> Void = { print($0) }) throws -> EvalReport {
         var report = EvalReport()
+        if let sit = o.sit {
+            // The classifier scores Fashion-MNIST's labels: the SiT's classes must be those, in order.
+            let names = GenerationModels.classNames(try SiTConfig.read(from: (sit as NSString).appendingPathComponent("config.json")))
+            guard names == FashionMNIST.classNames else {
+                throw PipelineError.invalidArgument("The SiT in \(sit) generates the classes \(names.prefix(3).joined(separator: ", "))\(names.count > 3 ? ", ..." : "") (\(names.count)), not Fashion-MNIST's \(FashionMNIST.classNames.prefix(3).joined(separator: ", ")), ... in that order; gen eval scores only Fashion-MNIST models.")
+            }
+        }
         let classifier = try FashionClassifier.load(path: o.classifier)
         let test = try FashionMNIST(split: .test), train = try FashionMNIST(split: .train)
         let testImages = classifierImages(test)
