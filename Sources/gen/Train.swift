@@ -29,6 +29,7 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("save-every"), parsing: .unconditional, help: "Checkpoint every N steps.") var saveEvery = 1000
     @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log every N steps.") var logEvery = 50
     @Option(name: .customLong("stop-after"), parsing: .unconditional, help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?
+    @Flag(name: .customLong("allow-missing-classes"), help: "Train even if some classes of the cache have no latents.") var allowMissingClasses = false
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
     @Flag(help: "Replace an existing run in --out.") var overwrite = false
 
@@ -54,7 +55,7 @@ struct Train: ParsableCommand {
         o.cache = cache ?? ""; o.tokenizer = tokenizer.map(checkpointFolder) ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
         o.qkNorm = qkNorm; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
-        o.saveEvery = saveEvery; o.logEvery = logEvery
+        o.saveEvery = saveEvery; o.logEvery = logEvery; o.allowMissingClasses = allowMissingClasses ? true : nil
         try userFacing {
             let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
             try job.run(stopAfter: stopAfter)

@@ -30,7 +30,7 @@ struct TrainTokenizer: ParsableCommand {
     @Option(name: .customLong("ema"), parsing: .unconditional, help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999
     @Flag(help: "L1 reconstruction loss instead of L2.") var l1 = false
     @Option(parsing: .unconditional, help: "Seed of initialization, data order and flips.") var seed: UInt64 = 0
-    @Option(parsing: .unconditional, help: "Use only the first N images.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Train on a class-balanced subset of N images.") var limit: Int?
     @Option(name: .customLong("save-every"), parsing: .unconditional, help: "Checkpoint every N steps.") var saveEvery = 500
     @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log every N steps.") var logEvery = 25
     @Option(name: .customLong("stop-after"), parsing: .unconditional, help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?

@@ -364,3 +364,35 @@ final class EvalClassCheckTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("not Fashion-MNIST's"), r.stderr)
     }
 }
+
+final class BalancedLimitTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
+    }
+
+    /// --limit keeps a class-balanced subset of a sorted image folder (not its first classes),
+    /// and gen train refuses a cache whose listed classes are not all present unless told.
+    func testLimitIsClassBalancedAndMissingClassesAreRefused() throws {
+        let d = tempDir("balanced")
+        let classes = ["ant", "bee", "cat", "dog"]
+        for (c, name) in classes.enumerated() {
+            try FileManager.default.createDirectory(atPath: d + "/images/" + name, withIntermediateDirectories: true)
+            for k in 0..<5 {
+                let pixels = [UInt8](repeating: UInt8(40 * c + 10 * k), count: 40 * 40 * 3)
+                try ImageIO.writePNG(path: d + "/images/\(name)/\(k).png", pixels: pixels, width: 40, height: 40)
+            }
+        }
+        try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32"] + tinyTokenizerArgs)
+        var r = try gen(["precompute", "--tokenizer", d + "/tok", "--dataset", d + "/images", "--limit", "8", "--out", d + "/c8.h5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try LatentCacheReader(path: d + "/c8.h5").labels.sorted(), [0, 0, 1, 1, 2, 2, 3, 3])
+        r = try gen(["precompute", "--tokenizer", d + "/tok", "--dataset", d + "/images", "--limit", "2", "--out", d + "/c2.h5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try LatentCacheReader(path: d + "/c2.h5").metadata.classNames, classes)
+        r = try gen(["train", "--cache", d + "/c2.h5", "--out", d + "/sit", "--steps", "2", "--batch-size", "2"] + tinySiTArgs.dropLast(4))
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("has no latents of 2: cat, dog"), r.stderr)
+        r = try gen(["train", "--cache", d + "/c2.h5", "--out", d + "/sit", "--steps", "2", "--batch-size", "2", "--allow-missing-classes"] + tinySiTArgs.dropLast(4))
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+}

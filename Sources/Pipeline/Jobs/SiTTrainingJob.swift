@@ -32,6 +32,8 @@ public struct SiTTrainingOptions: TrainingOptions, Sendable {
     public var seed: UInt64 = 0
     public var saveEvery: Int = 1000
     public var logEvery: Int = 50
+    /// Train even if some classes the cache lists have no latents (nil in older runs: false).
+    public var allowMissingClasses: Bool? = nil
 
     public init() {}
 }
@@ -106,6 +108,13 @@ public final class SiTTrainingJob: TrainingTask {
             throw PipelineError.corruptFile(path: options.cache, reason: "label \(largest) is implausibly large (at most 1,000,000 classes)")
         }
         let numClasses = classNames.isEmpty ? largest + 1 : classNames.count
+        if !names.isEmpty && !(options.allowMissingClasses ?? false) {
+            let present = Set(reader.labels)
+            let missing = names.indices.filter { !present.contains($0) }.map { names[$0] }
+            if !missing.isEmpty {
+                throw PipelineError.invalidArgument("The latent cache lists \(names.count) classes but has no latents of \(missing.count): \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", ..." : ""); precompute more images (a class-balanced --limit of at least \(names.count)) or pass --allow-missing-classes.")
+            }
+        }
         var config = SiTConfig(hiddenSize: options.hiddenSize, depth: options.depth, numHeads: options.numHeads,
                                mlpRatio: options.mlpRatio, patchSize: 1, inChannels: meta.tokenDim, inputSize: meta.numTokens,
                                numClasses: numClasses, classDropoutProb: options.classDropout, vae1D: true, qkNorm: options.qkNorm)
