@@ -396,3 +396,17 @@ final class BalancedLimitTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
     }
 }
+
+final class InfoTests: XCTestCase {
+    /// gen info describes the classifier folder and a SiT's classes, path and tokenizer.
+    func testInfoDescribesTheClassifierAndTheSiT() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        var r = try gen(["info", root + "/Checkpoints/fashion-classifier"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Fashion-MNIST classifier") && r.stdout.contains("test accuracy 90.66%"), r.stdout)
+        r = try gen(["info", root + "/Checkpoints/fashion-sit"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("T-shirt/top, Trouser") && r.stdout.contains("path: linear")
+                      && r.stdout.contains("trained on latents of tokenizer"), r.stdout)
+    }
+}

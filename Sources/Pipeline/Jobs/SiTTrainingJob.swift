@@ -46,7 +46,9 @@ public struct TokenizerIdentity: Equatable {
     public init(folder: String) throws {
         let weights = (folder as NSString).appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weights) else { throw PipelineError.missingFile(weights) }
-        name = ((folder as NSString).standardizingPath as NSString).lastPathComponent
+        // The folder's name, or the run's name for a run's `checkpoint/`.
+        let full = (folder as NSString).standardizingPath as NSString
+        name = full.lastPathComponent == "checkpoint" ? (full.deletingLastPathComponent as NSString).lastPathComponent : full.lastPathComponent
         sha256 = try SHA256.file(weights)
     }
 }
