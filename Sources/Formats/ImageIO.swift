@@ -108,6 +108,7 @@ public enum ImageIO {
         guard !overflow, pixels <= maxPixels else {
             throw PipelineError.imageDecode("the image is \(w)x\(h) pixels, above the limit of \(maxPixels) pixels")
         }
+        if format(of: data) == .png { try checkPNGChunks(data) }
         // Deflate compresses at most 1032:1, so a PNG must hold at least w*h*bits/8/1032 bytes;
         // a small file with a large header is truncated, refused without inflating anything.
         if format(of: data) == .png, data.count >= 26 {
@@ -118,6 +119,24 @@ public enum ImageIO {
             }
         }
         return (w, h)
+    }
+
+    /// Every chunk length up to IEND must fit in the data: libpng allocates a chunk's declared
+    /// length before reading it (a 6 x 5 image whose tEXt chunk claims 2 GB made it allocate
+    /// 2 GB), so lengths are checked against the file's own size first.
+    static func checkPNGChunks(_ data: Data) throws {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            var offset = 8
+            while offset + 8 <= raw.count {
+                let length = Int(raw[offset]) << 24 | Int(raw[offset + 1]) << 16 | Int(raw[offset + 2]) << 8 | Int(raw[offset + 3])
+                let type = String(decoding: raw[(offset + 4)..<(offset + 8)], as: UTF8.self)
+                guard length < 1 << 31, length + 12 <= raw.count - offset else {
+                    throw PipelineError.imageDecode("truncated PNG data (chunk '\(type)' at byte \(offset) claims \(length) bytes of the \(raw.count - offset - 8) left)")
+                }
+                if type == "IEND" { return }
+                offset += 12 + length
+            }
+        }
     }
 
     /// The IHDR chunk must come first: length 13, then width and height (big-endian, < 2^31).
@@ -247,6 +266,14 @@ public enum ImageIO {
     /// Reads the tEXt chunk `key` of a PNG file (nil if the file has none).
     public static func readPNGText(path: String, key: String) throws -> String? {
         guard FileManager.default.fileExists(atPath: path) else { throw PipelineError.missingFile(path) }
+        // The chunk lengths are checked before libpng sees the file (it allocates them).
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            throw PipelineError.corruptFile(path: path, reason: "it cannot be read")
+        }
+        guard format(of: bytes) == .png else { throw PipelineError.corruptFile(path: path, reason: "it is not a PNG file") }
+        do { try checkPNGChunks(bytes) } catch PipelineError.imageDecode(let why) {
+            throw PipelineError.corruptFile(path: path, reason: why)
+        }
         var value: UnsafeMutablePointer<CChar>?
         var message = [CChar](repeating: 0, count: 256)
         let status = cpng_read_text(path, key, &value, &message, message.count)

@@ -322,23 +322,25 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         public static let parameters = 20e9
     }
 
-    /// Parameters (and buffers) of the model this config builds, approximately (the layers that
-    /// grow with the sizes); floating point, so absurd configs cannot overflow.
+    /// Parameters (and buffers) of the model this config builds, exactly (the official key
+    /// layout); floating point, so absurd configs cannot overflow.
     public var parameterCount: Double {
         get throws {
             let enc = try encoderSpec, dec = try decoderSpec
             func vit(_ s: ViTSpec) -> Double {
                 let w = Double(s.width), m = Double(s.mlpHidden), p = Double(s.patchSize)
-                let block = 4 * w * w + 4 * w + 2 * w * m + m + w + 6 * w
-                return 3 * p * p * w + w + w + (1 + Double(s.numPatches)) * w + Double(s.depth) * block + 2 * w
+                let ls = s.layerScale ? 2 * w : 0
+                let block = 2 * w + (3 * w * w + 3 * w) + (w * w + w) + 2 * w + (w * m + m) + (m * w + w) + ls
+                return (3 * p * p * w + w) + w + (1 + Double(s.numPatches)) * w + Double(s.depth) * block + 2 * w
             }
             let l = Double(numLatentTokens), e = Double(codebookEmbedDim)
+            let we = Double(enc.width), wd = Double(dec.width), pixels = 3 * Double(dec.patchSize) * Double(dec.patchSize)
+            let encoderExtra = 2 * l * we + (encTokenDrop > 0 ? we : 0)
+            let decoderExtra = wd + l * wd + (wd * pixels + pixels)
+            let convs = (we * e + e) + (e * wd + wd)
             let quantizer = Double(numCodebooks) * Double(codebookSize) * e
                 + (codebookShowUsage ? Double(numCodebooks) * Double(SoftVectorQuantizer.historyLength) : 0)
-            let latents = 3 * l * Double(enc.width) + 2 * l * Double(dec.width) + 2 * Double(dec.width)
-            let convs = Double(enc.width) * e + e + e * Double(dec.width) + Double(dec.width)
-                + Double(dec.width) * 3 * Double(dec.patchSize * dec.patchSize) + 3 * Double(dec.patchSize * dec.patchSize)
-            return vit(enc) + vit(dec) + quantizer + latents + convs
+            return vit(enc) + encoderExtra + vit(dec) + decoderExtra + convs + quantizer
         }
     }
 

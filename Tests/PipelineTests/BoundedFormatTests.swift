@@ -112,6 +112,23 @@ final class BoundedFormatTests: XCTestCase {
         XCTAssertEqual(try ImageIO.decode(data: flat).width, 4096)
     }
 
+    func testPNGChunkLengthsAreCheckedBeforeLibpngAllocates() throws {
+        // Found by the imageheader fuzz target: a 6 x 5 PNG whose tEXt chunk claims 2 GB made
+        // libpng allocate 2 GB before noticing the file is 120 bytes.
+        let dir = makeTempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        try ImageIO.writePNG(path: dir + "/a.png", image: RGBImage(width: 6, height: 5, fill: 3), text: ["parameters": "seed 1"])
+        var data = FileManager.default.contents(atPath: dir + "/a.png")!
+        XCTAssertEqual(try ImageIO.decode(data: data).width, 6)
+        let text = data.range(of: Data("tEXt".utf8))!.lowerBound
+        data.replaceSubrange((text - 4)..<text, with: [0x7E, 0x00, 0x00, 0x11])
+        XCTAssertThrowsError(try ImageIO.decode(data: data)) { XCTAssertTrue("\($0)".contains("'tEXt'"), "\($0)") }
+        try data.write(to: URL(fileURLWithPath: dir + "/b.png"))
+        XCTAssertThrowsError(try ImageIO.readPNGText(path: dir + "/b.png", key: "parameters")) {
+            XCTAssertTrue("\($0)".contains(dir + "/b.png"), "\($0)")
+        }
+        XCTAssertEqual(try ImageIO.readPNGText(path: dir + "/a.png", key: "parameters"), "seed 1")
+    }
+
     func idx(_ type: UInt8, _ dims: [UInt32], payload: Int) -> [UInt8] {
         var b: [UInt8] = [0, 0, type, UInt8(dims.count)]
         for d in dims { b += [UInt8(d >> 24), UInt8((d >> 16) & 0xFF), UInt8((d >> 8) & 0xFF), UInt8(d & 0xFF)] }

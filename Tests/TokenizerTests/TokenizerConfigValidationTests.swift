@@ -99,9 +99,12 @@ final class TokenizerConfigValidationTests: XCTestCase {
         // Integral floats are integers, as before.
         let f = try TokenizerConfig(json: ["image_size": .double(32), "enc_type": .string("vit")])
         XCTAssertEqual(f.imageSize, 32)
-        // The count is close to the built model's (it is meant for bounds, not bookkeeping).
+        // The count is exact for the built models.
         let model = try Fixtures.tinyModel()
-        let actual = Double(model.namedTensors().reduce(0) { $0 + $1.1.count })
-        XCTAssertEqual(try model.config.parameterCount / actual, 1, accuracy: 0.05)
+        XCTAssertEqual(try model.config.parameterCount, Double(model.namedTensors().reduce(0) { $0 + $1.1.count }))
+        var small = try TokenizerConfig.preset("fashion32-small")
+        small.encTokenDrop = 0.5; small.codebookShowUsage = false; small.encMlpRatio = 2.5
+        let built = try SoftVQModel(config: small, initialization: .uninitialized)
+        XCTAssertEqual(try small.parameterCount, Double(built.namedTensors().reduce(0) { $0 + $1.1.count }))
     }
 }
