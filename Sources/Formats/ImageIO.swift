@@ -5,6 +5,7 @@
 import CPNG
 import CTurboJPEG
 import Foundation
+import Tensor
 
 /// An 8-bit image, row-major, interleaved channels (1 = gray, 3 = RGB).
 public struct RGBImage: Equatable, Sendable {
@@ -129,7 +130,7 @@ public enum ImageIO {
             var offset = 8
             while offset + 8 <= raw.count {
                 let length = Int(raw[offset]) << 24 | Int(raw[offset + 1]) << 16 | Int(raw[offset + 2]) << 8 | Int(raw[offset + 3])
-                let type = String(decoding: raw[(offset + 4)..<(offset + 8)], as: UTF8.self)
+                let type = String(decoding: raw[(offset + 4)..<(offset + 8)], as: UTF8.self).oneLine()
                 guard length < 1 << 31, length + 12 <= raw.count - offset else {
                     throw PipelineError.imageDecode("truncated PNG data (chunk '\(type)' at byte \(offset) claims \(length) bytes of the \(raw.count - offset - 8) left)")
                 }

@@ -272,7 +272,7 @@ public enum SiTError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .invalidConfig(why): return "invalid SiT config: \(why)"
+        case let .invalidConfig(why): return "invalid SiT config: \(why.oneLine(limit: 600))"
         case let .badLatentShape(expected, found):
             return "SiT input has shape \(found) but the model expects \(expected)"
         case let .labelOutOfRange(label, index, range):
@@ -280,7 +280,7 @@ public enum SiTError: Error, CustomStringConvertible, Equatable {
         case let .batchMismatch(why): return "SiT batch mismatch: \(why)"
         case let .checkpointDisagreesWithConfig(key, fromConfig, inFile):
             return "model.safetensors does not match config.json: tensor '\(key)' has shape \(inFile) but config.json implies \(fromConfig)"
-        case let .io(path, why): return why.hasPrefix(path) ? why : "\(path): \(why)"
+        case let .io(path, why): return (why.hasPrefix(path) ? why : "\(path): \(why)").oneLine(limit: 600)
         case let .nonFinite(what): return "non-finite values: \(what)"
         }
     }

@@ -19,19 +19,31 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .io(file, why): return "cannot read \(file): \(why)"
-        case let .truncated(file, why): return "\(file) is truncated: \(why)"
-        case let .corruptHeader(file, why): return "\(file) has a corrupt safetensors header: \(why)"
-        case let .unknownDType(file, key, dtype): return "\(file): tensor '\(key)' has unsupported dtype \(dtype)"
-        case let .badOffsets(file, key, why): return "\(file): tensor '\(key)' has bad data offsets: \(why)"
-        case let .missingKey(file, key): return "\(file) is missing tensor '\(key)'"
+        case let .io(file, why): return "cannot read \(file.oneLine(limit: 400)): \(why)"
+        case let .truncated(file, why): return "\(file.oneLine()) is truncated: \(why.oneLine(limit: 400))"
+        case let .corruptHeader(file, why): return "\(file.oneLine()) has a corrupt safetensors header: \(why.oneLine(limit: 400))"
+        case let .unknownDType(file, key, dtype): return "\(file.oneLine()): tensor '\(key.oneLine())' has unsupported dtype \(dtype.oneLine())"
+        case let .badOffsets(file, key, why): return "\(file.oneLine()): tensor '\(key.oneLine())' has bad data offsets: \(why.oneLine(limit: 400))"
+        case let .missingKey(file, key): return "\(file.oneLine()) is missing tensor '\(key.oneLine())'"
         case let .unexpectedKeys(file, keys):
-            let shown = keys.prefix(5).joined(separator: "', '")
+            let shown = keys.prefix(5).map { $0.oneLine() }.joined(separator: "', '")
             return "\(file) has \(keys.count) tensor(s) the model does not use: '\(shown)'\(keys.count > 5 ? ", ..." : "")"
         case let .shapeMismatch(key, expected, found, file):
             return "\(file): tensor '\(key)' has shape \(found) but the model expects \(expected)"
-        case let .config(why): return why
+        case let .config(why): return why.oneLine(limit: 600)
         }
+    }
+}
+
+extension String {
+    /// The text with control characters escaped and cut to `limit` characters, so that a name
+    /// read from a file keeps an error message on one line.
+    public func oneLine(limit: Int = 120) -> String {
+        var out = ""
+        for c in unicodeScalars.prefix(limit) {
+            if c.value < 0x20 || c.value == 0x7F { out += "\\u{\(String(c.value, radix: 16))}" } else { out.unicodeScalars.append(c) }
+        }
+        return unicodeScalars.count > limit ? out + "..." : out
     }
 }
 
@@ -449,7 +461,7 @@ public enum JSONFile {
         case let .bool(b): return b ? "true" : "false"
         case let .int(i): return String(i)
         case let .double(d): return d.isFinite && d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)"
-        case let .string(s): return "\"" + (s.count > 60 ? String(s.prefix(60)) + "..." : s) + "\""
+        case let .string(s): return "\"" + s.oneLine(limit: 60) + "\""
         case let .array(a): return "[" + a.prefix(8).map(text).joined(separator: ", ") + (a.count > 8 ? ", ..." : "") + "]"
         case let .object(o): return "{" + o.keys.sorted().prefix(8).map { "\"\($0)\": \(text(o[$0]!))" }.joined(separator: ", ") + (o.count > 8 ? ", ..." : "") + "}"
         }

@@ -29,7 +29,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Localized
 
     public var description: String {
         switch self {
-        case let .badInput(s), let .config(s), let .checkpoint(s), let .unsupported(s): return s
+        case let .badInput(s), let .config(s), let .checkpoint(s), let .unsupported(s): return s.oneLine(limit: 600)
         }
     }
     public var errorDescription: String? { description }
