@@ -41,7 +41,8 @@ for inc in Sources/CKernels/include Sources/CPNG/include; do CFLAGS+=(-Xcc -I -X
 # shellcheck disable=SC2046
 locked swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name FuzzTargets \
     Fuzz/*.swift -I "$DEBUG/Modules" "${CFLAGS[@]}" $(pkg-config --cflags openblas hdf5) \
-    "${OBJECTS[@]}" $(pkg-config --libs openblas hdf5 libturbojpeg zlib) -lpng16 -lm -o "$BIN"
+    "${OBJECTS[@]}" $(pkg-config --libs openblas hdf5 libturbojpeg zlib) -lpng16 -lm -o "$BIN" 2>&1 \
+    | { grep -v "Cannot export local symbol" || true; }   # gold's notes about ASan's local helpers
 
 # 3. Seeds: shipped files, the targets' own synthetic seeds, and earlier crashes.
 seeds() {
