@@ -9,3 +9,6 @@ swift build -c release
 ./.build/release/gen bench training --smoke
 ./.build/release/gen bench tokenizer --smoke
 swift test
+# Fuzz smoke run: every libFuzzer target of Fuzz/ for a few seconds (proves the harnesses build
+# and run; the 10-minute runs are `scripts/fuzz.sh 600`, results in Fuzz/RESULTS.md).
+scripts/fuzz.sh 3
