@@ -48,7 +48,7 @@ package func warn(_ message: String) {
 }
 
 /// An error as one phrase (NSError dumps reduced to their description).
-public func describe(_ error: Error) -> String {
+public func oneSentence(_ error: Error) -> String {
     if error is CocoaError || type(of: error) == NSError.self { return (error as NSError).localizedDescription }
     if let e = error as? LocalizedError, let d = e.errorDescription { return d }
     return "\(error)"

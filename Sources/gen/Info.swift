@@ -59,10 +59,11 @@ struct Info: ParsableCommand {
                 return
             }
             let configPath = folder + "/config.json"
-            guard let data = FileManager.default.contents(atPath: configPath),
-                  let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw PipelineError.missingFile(configPath)
+            guard let data = FileManager.default.contents(atPath: configPath) else { throw PipelineError.missingFile(configPath) }
+            guard let parsed = try? JSONSerialization.jsonObject(with: data) else {
+                throw PipelineError.invalidArgument(data.isEmpty ? "\(configPath) is empty." : "\(configPath) is not valid JSON.")
             }
+            guard let obj = parsed as? [String: Any] else { throw PipelineError.invalidArgument("\(configPath) is not a JSON object.") }
             let weights = try SafeTensorsFile(path: folder + "/model.safetensors")
             let params = weights.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
             let dtypes = Set(weights.entries.values.map { $0.dtype.rawValue }).sorted().joined(separator: ", ")

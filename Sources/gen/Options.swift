@@ -27,7 +27,7 @@ func userFacing(_ body: () throws -> Void) throws {
     } catch let e as ExitCode {
         throw e
     } catch {
-        FileHandle.standardError.write(Data("error: \(describe(error))\n".utf8))
+        FileHandle.standardError.write(Data("error: \(oneSentence(error))\n".utf8))
         throw ExitCode.failure
     }
 }

@@ -260,7 +260,7 @@ public enum GenerationJob {
             }
         }
         do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
-            throw PipelineError.writeFailed(path: out, reason: "cannot create the folder (\(describe(error)))")
+            throw PipelineError.writeFailed(path: out, reason: "cannot create the folder (\(oneSentence(error)))")
         }
         let t0 = now()
         let models = try GenerationModels(sit: o.sit, tokenizer: o.tokenizer, log: log)

@@ -70,7 +70,7 @@ public final class RunFolder {
             try write(tmp)
         } catch {
             try? fm.removeItem(atPath: tmp)
-            throw PipelineError.writeFailed(path: checkpoint, reason: "the checkpoint could not be written (\(describe(error))); the previous checkpoint is intact")
+            throw PipelineError.writeFailed(path: checkpoint, reason: "the checkpoint could not be written (\(oneSentence(error))); the previous checkpoint is intact")
         }
         syncDirectory(tmp)
         try? fm.removeItem(atPath: old)
@@ -101,7 +101,7 @@ public final class RunFolder {
             try h.seekToEnd()
             try h.write(contentsOf: data + Data("\n".utf8))
         } catch {
-            throw CheckpointError.io(path, "cannot append to the log (\(describe(error)))")
+            throw CheckpointError.io(path, "cannot append to the log (\(oneSentence(error)))")
         }
     }
 
