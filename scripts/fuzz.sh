@@ -86,7 +86,9 @@ for t in "${TARGETS[@]}"; do
     dict=(); case $t in safetensors|sitconfig|tokconfig) dict=(-dict=Fuzz/dicts/json.dict) ;; esac
     log=$SCRATCH/logs/$t.log
     set +e
-    FUZZ_TARGET=$t SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "$BIN" \
+    # One BLAS thread: the targets run one input at a time, and OpenBLAS's worker threads spin in
+    # sched_yield on a loaded machine (a tiny sgemm once took 11 s, reported as a timeout).
+    FUZZ_TARGET=$t SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 OPENBLAS_NUM_THREADS=1 "$BIN" \
         -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=$maxlen -print_final_stats=1 \
         "${dict[@]}" -artifact_prefix="$crashes/" "$corpus" "$SCRATCH/seeds/$t" > "$log" 2>&1
     rc=$?

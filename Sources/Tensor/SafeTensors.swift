@@ -202,7 +202,8 @@ public struct SafeTensorsHeader: Sendable {
         for (a, b) in zip(ordered, ordered.dropFirst()) where b.begin < a.end {
             throw CheckpointError.badOffsets(name, b.name, "bytes \(b.begin)..<\(b.end) overlap tensor '\(a.name)' (bytes \(a.begin)..<\(a.end))")
         }
-        return SafeTensorsHeader(entries: entries, metadata: meta, names: ordered.map(\.name),
+        let names = entries.values.sorted { ($0.begin, $0.name) < ($1.begin, $1.name) }.map(\.name)
+        return SafeTensorsHeader(entries: entries, metadata: meta, names: names,
                                  dataStart: dataStart, dataSize: available)
     }
 
