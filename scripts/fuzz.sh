@@ -67,7 +67,7 @@ PY
     idx)
         # Mode byte 0 + the real Fashion-MNIST test labels (IDX1), when the package is installed.
         if [ -e /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
-            { printf '\000'; gzip -dc /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz | head -c 2000; } > "$dir/labels-prefix.idx"
+            { printf '\000'; gzip -dc /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz | head -c 2000 || true; } > "$dir/labels-prefix.idx"
             { printf '\002'; head -c 4000 /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz; } > "$dir/labels.gz"
         fi ;;
     imageheader) for f in Checkpoints/*/loss.png; do cp "$f" "$dir/$(echo "$f" | tr / _)"; done ;;
