@@ -88,3 +88,17 @@ struct Seed: ExpressibleByArgument {
 
     var defaultValueDescription: String { isRandom ? "random" : String(value) }
 }
+
+/// The checks of the options both training commands share.
+func validateTrainingLoop(steps: Int?, batchSize: Int, lr: Float, warmup: Int, emaDecay: Float, saveEvery: Int,
+                          logEvery: Int, stopAfter: Int?, resume: Bool, overwrite: Bool) throws {
+    try require(steps, "--steps", in: Limits.steps)
+    try require(batchSize, "--batch-size", in: Limits.batch)
+    try require(lr, "--lr", in: Limits.learningRate)
+    try require(warmup, "--warmup", in: 0...Limits.steps.upperBound)
+    try require(emaDecay, "--ema", in: Limits.emaDecay)
+    try require(saveEvery, "--save-every", in: Limits.every)
+    try require(logEvery, "--log-every", in: Limits.every)
+    try require(stopAfter, "--stop-after", in: Limits.steps)
+    guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other.") }
+}

@@ -37,16 +37,9 @@ struct Train: ParsableCommand {
         try require(hidden, "--hidden", in: Limits.width)
         try require(depth, "--depth", in: Limits.depth)
         try require(heads, "--heads", in: Limits.heads)
-        try require(steps, "--steps", in: Limits.steps)
-        try require(batchSize, "--batch-size", in: Limits.batch)
-        try require(lr, "--lr", in: Limits.learningRate)
-        try require(warmup, "--warmup", in: 0...Limits.steps.upperBound)
-        try require(emaDecay, "--ema", in: Limits.emaDecay)
-        try require(saveEvery, "--save-every", in: Limits.every)
-        try require(logEvery, "--log-every", in: Limits.every)
-        try require(stopAfter, "--stop-after", in: Limits.steps)
         guard hidden % heads == 0 else { throw ValidationError("--hidden \(hidden) must be divisible by --heads \(heads).") }
-        guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other.") }
+        try validateTrainingLoop(steps: steps, batchSize: batchSize, lr: lr, warmup: warmup, emaDecay: emaDecay,
+                                 saveEvery: saveEvery, logEvery: logEvery, stopAfter: stopAfter, resume: resume, overwrite: overwrite)
     }
 
     func run() throws {

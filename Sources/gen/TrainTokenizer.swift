@@ -45,16 +45,9 @@ struct TrainTokenizer: ParsableCommand {
         try require(codebooks, "--codebooks", in: 1...4096)
         try require(codebookSize, "--codebook-size", in: 1...1_048_576)
         try require(codebookDim, "--codebook-dim", in: 1...4096)
-        try require(steps, "--steps", in: Limits.steps)
-        try require(batchSize, "--batch-size", in: Limits.batch)
-        try require(lr, "--lr", in: Limits.learningRate)
-        try require(warmup, "--warmup", in: 0...Limits.steps.upperBound)
-        try require(emaDecay, "--ema", in: Limits.emaDecay)
         try require(limit, "--limit", in: Limits.images)
-        try require(saveEvery, "--save-every", in: Limits.every)
-        try require(logEvery, "--log-every", in: Limits.every)
-        try require(stopAfter, "--stop-after", in: Limits.steps)
-        guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other.") }
+        try validateTrainingLoop(steps: steps, batchSize: batchSize, lr: lr, warmup: warmup, emaDecay: emaDecay,
+                                 saveEvery: saveEvery, logEvery: logEvery, stopAfter: stopAfter, resume: resume, overwrite: overwrite)
     }
 
     func run() throws {
