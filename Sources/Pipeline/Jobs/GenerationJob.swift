@@ -8,6 +8,7 @@
 // bit-identical to another with the same batch size B; with B = 1 each image is bit-identical to
 // itself regenerated alone (--from-png). Other batch sizes agree within float rounding.
 
+import Datasets
 import Formats
 import Foundation
 import Render
@@ -74,30 +75,25 @@ public final class GenerationModels {
         classNames = Self.classNames(c)
     }
 
-    /// The class names a SiT config records (`class_names`), else "class i".
-    public static func classNames(_ config: SiTConfig) -> [String] {
-        if case let .array(names)? = config.extra["class_names"], names.count == config.numClasses {
-            return names.map { if case let .string(s) = $0 { return s } else { return "?" } }
+    /// The classes a SiT config names: its `class_names` (WordNet ids become ImageNet names), else
+    /// ImageNet's for 1000 classes, else "class i".
+    public static func vocabulary(_ config: SiTConfig) -> ClassVocabulary {
+        var recorded: [String] = []
+        if case let .array(names)? = config.extra["class_names"] {
+            recorded = names.map { if case let .string(s) = $0 { return s } else { return "?" } }
         }
-        return (0..<config.numClasses).map { "class \($0)" }
+        return ClassVocabulary(count: config.numClasses, recorded: recorded)
     }
 
-    /// Resolves comma-separated class indices or (case-insensitive) names against the SiT in
+    /// Display names of the classes of a SiT config.
+    public static func classNames(_ config: SiTConfig) -> [String] { vocabulary(config).names }
+
+    /// Resolves comma-separated class indices, names or WordNet ids against the SiT in
     /// `sitFolder`, reading only its config.json (no weights).
     public static func classIndices(_ list: String, sitFolder: String) throws -> [Int] {
         let config = try SiTConfig.read(from: (sitFolder as NSString).appendingPathComponent("config.json"))
-        let names = classNames(config)
-        return try list.split(separator: ",").map { item in
-            let spec = item.trimmingCharacters(in: .whitespaces)
-            if let i = Int(spec) {
-                guard i >= 0 && i < config.numClasses else {
-                    throw PipelineError.invalidArgument("Class \(i) is outside 0..<\(config.numClasses).")
-                }
-                return i
-            }
-            if let i = names.firstIndex(where: { $0.lowercased() == spec.lowercased() }) { return i }
-            throw PipelineError.invalidArgument("Unknown class '\(spec)'; known: \(names.joined(separator: ", ")).")
-        }
+        let vocabulary = vocabulary(config)
+        return try list.split(separator: ",").map { try vocabulary.resolve(String($0)) }
     }
 }
 
