@@ -208,6 +208,27 @@ public struct SiTConfig: Codable, Equatable, Sendable {
         for (key, value) in json where !known.contains(key) { extra[key] = value }
     }
 
+    /// The key of the one object in config.json that holds this project's fields (class names,
+    /// the tokenizer's identity, latent statistics, prediction), so that every other top-level
+    /// field is one the official code writes.
+    public static let swiftBlockKey = "softvq_swift"
+
+    /// A field of ours: from the `softvq_swift` block, else (configs written before the block)
+    /// from the top level.
+    public func swiftField(_ key: String) -> JSONValue? {
+        if case let .object(block)? = extra[Self.swiftBlockKey], let v = block[key] { return v }
+        return extra[key]
+    }
+
+    /// Sets a field of ours in the `softvq_swift` block (removing a legacy top-level copy).
+    public mutating func setSwiftField(_ key: String, _ value: JSONValue) {
+        var block: [String: JSONValue] = [:]
+        if case let .object(b)? = extra[Self.swiftBlockKey] { block = b }
+        block[key] = value
+        extra[Self.swiftBlockKey] = .object(block)
+        extra[key] = nil
+    }
+
     public init(from decoder: Decoder) throws {
         try self.init(json: try [String: JSONValue](from: decoder))
     }

@@ -80,18 +80,21 @@ public final class SiTTrainer {
 extension SiTTrainer {
     /// Writes the trainer's tensors into `folder` (which exists): the EMA model (or the model
     /// without EMA) as `config.json` + `model.safetensors` (what users load),
-    /// `train-model.safetensors` (raw weights) and `optimizer.safetensors` (AdamW moments).
+    /// and, in its `training/` subfolder, `train-model.safetensors` (raw weights) and
+    /// `optimizer.safetensors` (AdamW moments).
     public func save(into folder: String) throws {
         try (ema ?? model).save(folder: folder)
-        try model.save(to: folder + "/train-model.safetensors")
-        try optimizer.save(to: folder + "/optimizer.safetensors")
+        let training = try trainingFiles(of: folder, creating: true)
+        try model.save(to: training + "/train-model.safetensors")
+        try optimizer.save(to: training + "/optimizer.safetensors")
     }
 
     /// Restores what `save(into:)` wrote (same architecture), then the step counter and generator.
     public func restore(from folder: String, step: Int, rng: RandomGenerator) throws {
-        try model.load(from: SafeTensorsFile(path: folder + "/train-model.safetensors"))
+        let training = try trainingFiles(of: folder)
+        try model.load(from: SafeTensorsFile(path: training + "/train-model.safetensors"))
         try ema?.load(from: SafeTensorsFile(path: folder + "/model.safetensors"))
-        try optimizer.load(from: folder + "/optimizer.safetensors")
+        try optimizer.load(from: training + "/optimizer.safetensors")
         restore(step: step, rng: rng)
     }
 }

@@ -83,3 +83,18 @@ extension Module {
         }
     }
 }
+
+/// Where a training checkpoint folder keeps what only training needs (raw weights, optimizer
+/// moments, state.json): its `training/` subfolder, so the folder itself holds just the model
+/// (config.json, model.safetensors, README.md). Checkpoints written before this layout kept
+/// those files beside the model; they are read from there.
+public func trainingFiles(of checkpoint: String, creating: Bool = false) throws -> String {
+    let nested = checkpoint + "/training"
+    if creating {
+        try FileManager.default.createDirectory(atPath: nested, withIntermediateDirectories: true)
+        return nested
+    }
+    let legacy = FileManager.default.fileExists(atPath: checkpoint + "/train-model.safetensors")
+        || FileManager.default.fileExists(atPath: checkpoint + "/state.json")
+    return legacy && !FileManager.default.fileExists(atPath: nested) ? checkpoint : nested
+}

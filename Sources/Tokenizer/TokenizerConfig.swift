@@ -3,7 +3,8 @@
 // the released tokenizers and small presets for CPU training.
 //
 // Unknown fields of a config.json are kept verbatim (`raw`) and written back on save, so a
-// round trip never loses anything. Our own extra keys (not in the official ModelArgs):
+// round trip never loses anything. Our own keys (not in the official ModelArgs) live in one
+// object, `softvq_swift`, so every top-level field is an official one:
 //
 //   enc_embed_dim, enc_depth, enc_num_heads   override the encoder ViT derived from encoder_model
 //   dec_embed_dim, dec_depth, dec_num_heads   override the decoder ViT derived from decoder_model
@@ -11,7 +12,10 @@
 //   layer_scale_init                          LayerScale gamma at random init (default 1e-5)
 //
 // They describe ViTs that the official code builds only through timm keyword overrides (the
-// tiny parity fixture, home-made small tokenizers).
+// tiny parity fixture, home-made small tokenizers): `encoder_model` then names the timm family
+// (its block layout and LayerScale) and the block the shrunken width, depth and heads, exactly
+// as `timm.create_model(encoder_model, embed_dim=..., depth=..., num_heads=...)` would build it.
+// Configs written before the block kept these keys at the top level; they are read from there.
 
 import Foundation
 import Tensor
@@ -166,8 +170,12 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         func dbl(_ k: String, _ d: Double) throws -> Double { try fields.double(k, d) }
         func bool(_ k: String, _ d: Bool) throws -> Bool { try fields.bool(k, d) }
         func str(_ k: String, _ d: String) throws -> String { try fields.string(k, d) }
-        func optInt(_ k: String) throws -> Int? { try fields.optionalInt(k) }
-        func optDbl(_ k: String) throws -> Double? { try fields.optionalDouble(k) }
+        // Our keys: from the softvq_swift block, else (older configs) from the top level.
+        var ours = json
+        if case let .object(block)? = json[Self.swiftBlockKey] { for (k, v) in block { ours[k] = v } }
+        let swiftFields = JSONFields(ours, file: file, nullIsMissing: false, error: { TokenizerError.config($0) })
+        func optInt(_ k: String) throws -> Int? { try swiftFields.optionalInt(k) }
+        func optDbl(_ k: String) throws -> Double? { try swiftFields.optionalDouble(k) }
         // Missing fields take the official ModelArgs defaults.
         imageSize = try int("image_size", 256)
         baseImageSize = try int("base_image_size", 256)
@@ -222,15 +230,21 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         j["repa"] = .bool(repa); j["repa_model"] = .string(repaModel); j["repa_patch_size"] = .int(repaPatchSize)
         j["repa_proj_dim"] = .int(repaProjDim); j["repa_loss_weight"] = .double(repaLossWeight)
         j["repa_align"] = .string(repaAlign); j["vq_mean"] = .double(vqMean); j["vq_std"] = .double(vqStd)
-        func put(_ k: String, _ v: Int?) { j[k] = v.map { .int($0) } }
-        func putD(_ k: String, _ v: Double?) { j[k] = v.map { .double($0) } }
+        var block: [String: JSONValue] = [:]
+        if case let .object(b)? = raw[Self.swiftBlockKey] { block = b }
+        func put(_ k: String, _ v: Int?) { j[k] = nil; block[k] = v.map { .int($0) } }
+        func putD(_ k: String, _ v: Double?) { j[k] = nil; block[k] = v.map { .double($0) } }
         put("enc_embed_dim", encEmbedDim); put("enc_depth", encDepth); put("enc_num_heads", encNumHeads)
         putD("enc_mlp_ratio", encMlpRatio)
         put("dec_embed_dim", decEmbedDim); put("dec_depth", decDepth); put("dec_num_heads", decNumHeads)
         putD("dec_mlp_ratio", decMlpRatio)
         putD("layer_scale_init", layerScaleInit)
+        j[Self.swiftBlockKey] = block.isEmpty ? nil : .object(block)
         return j
     }
+
+    /// The object holding this project's fields in config.json.
+    public static let swiftBlockKey = "softvq_swift"
 
     public init(from decoder: Decoder) throws {
         try self.init(json: try [String: JSONValue](from: decoder))

@@ -143,20 +143,22 @@ public final class TokenizerTrainer {
 
 extension TokenizerTrainer {
     /// Writes the trainer's tensors into `folder` (which exists): the EMA model (or the model
-    /// without EMA) as `config.json` + `model.safetensors`, `train-model.safetensors` (raw
-    /// weights) and `optimizer.safetensors` (AdamW moments).
+    /// without EMA) as `config.json` + `model.safetensors` and, in its `training/` subfolder,
+    /// `train-model.safetensors` (raw weights) and `optimizer.safetensors` (AdamW moments).
     public func save(into folder: String) throws {
         try (ema ?? model).save(folder: folder)
-        try model.save(to: folder + "/train-model.safetensors")
-        try optimizer.save(to: folder + "/optimizer.safetensors")
+        let training = try trainingFiles(of: folder, creating: true)
+        try model.save(to: training + "/train-model.safetensors")
+        try optimizer.save(to: training + "/optimizer.safetensors")
     }
 
     /// Restores what `save(into:)` wrote (same architecture) and continues from `step` (the
     /// learning-rate schedule position).
     public func restore(from folder: String, step: Int) throws {
-        try model.load(from: SafeTensorsFile(path: folder + "/train-model.safetensors"))
+        let training = try trainingFiles(of: folder)
+        try model.load(from: SafeTensorsFile(path: training + "/train-model.safetensors"))
         try ema?.load(from: SafeTensorsFile(path: folder + "/model.safetensors"))
-        try optimizer.load(from: folder + "/optimizer.safetensors")
+        try optimizer.load(from: training + "/optimizer.safetensors")
         self.step = step
     }
 }

@@ -43,12 +43,12 @@ struct Bench: ParsableCommand {
             discussion: "Variants are timed in interleaved rounds after a warm-up; medians with min..max. Writes <out>.md, <out>.json and <out>.png.\n\nExample: gen bench generation --repeats 3 --out bench/generation")
         @OptionGroup var compute: ComputeOptions
         @Option(parsing: .unconditional, help: "Interleaved timing rounds.") var repeats = 3
-        @Option(parsing: .unconditional, help: "Sampler steps of the end-to-end guided image.") var steps = 25
+        @Option(name: [.customLong("num-steps"), .customLong("steps")], parsing: .unconditional, help: "Sampler steps of the end-to-end guided image.") var steps = 25
         @Flag(name: .customLong("skip-512"), help: "Leave out the 4096-token (512 px) forward, which takes about a minute.") var skip512 = false
         @Flag(help: "Tiny model, proves the command works (used by CI).") var smoke = false
         @Option(help: "Only the variants over these token counts, comma-separated (64, 32, 1024, 256, 4096).") var tokens: String?
         @Flag(name: .customLong("no-end-to-end"), help: "Leave out the end-to-end guided image.") var noEndToEnd = false
-        @Option(help: "Output path prefix for the .md, .json and .png files.") var out: String?
+        @Option(name: [.customShort("o"), .customLong("out")], help: "Output path prefix for the .md, .json and .png files.") var out: String?
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
@@ -112,10 +112,10 @@ struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "tokenizer",
             abstract: "Encode and decode throughput of released tokenizer shapes (random weights, 256 px).",
-            discussion: "Example: gen bench tokenizer --presets softvq-b-64,softvq-l-64 --batch 1")
+            discussion: "Example: gen bench tokenizer --presets softvq-b-64,softvq-l-64 --batch-size 1")
         @OptionGroup var compute: ComputeOptions
         @Option(help: "Comma-separated tokenizer presets.") var presets = "softvq-b-64,softvq-l-64"
-        @Option(parsing: .unconditional, help: "Images per call.") var batch = 1
+        @Option(name: [.customShort("b"), .customLong("batch-size"), .customLong("batch")], parsing: .unconditional, help: "Images per call.") var batch = 1
         @Option(parsing: .unconditional, help: "Timed repetitions (the fastest is reported).") var repeats = 3
         @Flag(help: "A tiny tokenizer, proves the command works (used by CI).") var smoke = false
 

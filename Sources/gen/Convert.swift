@@ -7,10 +7,10 @@ import Tensor
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy a checkpoint folder, storing its weights as f32, f16 or bf16 (config.json unchanged).",
-        discussion: "Example: gen convert --from runs/sit/checkpoint --to Checkpoints/fashion-sit --dtype f16")
+        discussion: "Example: gen convert --from runs/sit --to runs/sit-f16 --dtype f16")
 
-    @Option(help: "Source checkpoint folder (config.json + model.safetensors).") var from: String
-    @Option(help: "Destination folder (created).") var to: String
+    @Option(help: "Source checkpoint folder (config.json + model.safetensors), or a run folder.") var from: String
+    @Option(name: [.customLong("to"), .customShort("o"), .customLong("out")], help: "Destination folder (created).") var to: String
     @Option(help: "f32, f16 or bf16.") var dtype = "f16"
     @Flag(help: "Replace existing files in the destination.") var overwrite = false
 
@@ -23,6 +23,7 @@ struct Convert: ParsableCommand {
             case "bf16": kind = .bf16
             default: throw PipelineError.invalidArgument("Unknown dtype '\(dtype)'; use f32, f16 or bf16.")
             }
+            let from = checkpointFolder(from)
             let dst = to + "/model.safetensors"
             if FileManager.default.fileExists(atPath: dst) && !overwrite {
                 throw PipelineError.invalidArgument("\(dst) already exists; pass --overwrite to replace it.")

@@ -8,30 +8,33 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a tokenizer and a SiT on Fashion-MNIST's test split (accuracy, PSNR, SSIM, class fidelity, Frechet distances).",
         discussion: """
-        Generation is swept over --cfg-scales x --steps; the table goes to stdout and, with --out, to eval.md / eval.json with plots.
+        Generation is swept over --cfg-scale x --num-steps (comma-separated lists); the table goes to stdout and, with --out, to eval.md / eval.json with plots.
 
         Example: gen eval --tokenizer Checkpoints/fashion-tokenizer --sit Checkpoints/fashion-sit --classifier Checkpoints/fashion-classifier --out eval
         """)
 
     @OptionGroup var compute: ComputeOptions
-    @Option(help: "Tokenizer checkpoint folder.") var tokenizer: String
-    @Option(help: "SiT checkpoint folder (omit to evaluate only the tokenizer).") var sit: String?
+    @Option(help: "Tokenizer checkpoint folder, or a run folder.") var tokenizer: String
+    @Option(help: "SiT checkpoint folder or run folder (omit to evaluate only the tokenizer).") var sit: String?
     @Option(help: "Classifier folder (from gen train-classifier).") var classifier: String
     @Option(name: .customLong("per-class"), parsing: .unconditional, help: "Generated images per class for each setting.") var perClass = 50
-    @Option(name: .customLong("cfg-scales"), help: "Comma-separated CFG scales.") var cfgScales = "1,1.5,2,3"
-    @Option(help: "Comma-separated sampler step counts.") var steps = "10,25"
+    @Option(name: [.customLong("cfg-scale"), .customLong("cfg"), .customLong("cfg-scales")],
+            help: "Comma-separated classifier-free guidance scales (1 = off).") var cfgScales = "1,1.5,2,3"
+    @Option(name: [.customLong("num-steps"), .customLong("steps")], help: "Comma-separated sampler step counts.") var steps = "10,25"
     @Option(help: "euler, heun or euler-maruyama.") var sampler: SamplerMethod = .euler
     @Option(name: .customLong("guidance-low"), parsing: .unconditional, help: "Guidance applies for t >= this.") var guidanceLow: Double = 0
     @Option(name: .customLong("guidance-high"), parsing: .unconditional, help: "Guidance applies for t <= this.") var guidanceHigh: Double = 1
-    @Option(parsing: .unconditional, help: "Seed of the generated images.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of the first generated image (0...2^64-1, or 'random').") var seed: Seed = Seed(0)
     @Option(name: .customLong("reconstruction-limit"), parsing: .unconditional, help: "Reconstruct only the first N test images.") var reconstructionLimit: Int?
-    @Option(help: "Folder for eval.md, eval.json and plots.") var out: String?
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Folder for eval.md, eval.json and plots.") var out: String?
 
     func validate() throws {
         try require(perClass, "--per-class", in: 1...1_000_000)
         try require(guidanceLow, "--guidance-low", in: Limits.unitInterval)
         try require(guidanceHigh, "--guidance-high", in: Limits.unitInterval)
         try require(reconstructionLimit, "--reconstruction-limit", in: 1...Limits.images.upperBound)
+        _ = try commaList(cfgScales, "--cfg-scale", in: Limits.cfg)
+        _ = try commaList(steps, "--num-steps", in: Limits.samplerSteps)
         guard guidanceLow <= guidanceHigh else { throw ValidationError("--guidance-low must not exceed --guidance-high.") }
     }
 
@@ -40,15 +43,10 @@ struct Eval: ParsableCommand {
         try userFacing {
             var o = EvalOptions(tokenizer: checkpointFolder(tokenizer), classifier: classifier + "/model.safetensors")
             o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.method = sampler; o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
-            o.seed = seed; o.reconstructionLimit = reconstructionLimit; o.out = out
-            o.cfgScales = try cfgScales.split(separator: ",").map {
-                guard let v = Double($0) else { throw PipelineError.invalidArgument("'\($0)' is not a CFG scale.") }
-                return v
-            }
-            o.steps = try steps.split(separator: ",").map {
-                guard let v = Int($0), v > 0 else { throw PipelineError.invalidArgument("'\($0)' is not a step count.") }
-                return v
-            }
+            o.seed = seed.value; o.reconstructionLimit = reconstructionLimit; o.out = out
+            if seed.isRandom { print("Seed: \(seed.value) (random)") }
+            o.cfgScales = try commaList(cfgScales, "--cfg-scale", in: Limits.cfg)
+            o.steps = try commaList(steps, "--num-steps", in: Limits.samplerSteps)
             let report = try EvalJob.run(o)
             print("")
             print(report.table())

@@ -39,7 +39,7 @@ struct Info: ParsableCommand {
             var folder = path
             if FileManager.default.fileExists(atPath: path + "/checkpoint/config.json") {
                 folder = path + "/checkpoint"
-                if let s = try? String(contentsOfFile: folder + "/state.json", encoding: .utf8),
+                if let s = try? String(contentsOfFile: ((try? trainingFiles(of: folder)) ?? folder) + "/state.json", encoding: .utf8),
                    let obj = try? JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any] {
                     let target = (obj["options"] as? [String: Any])?["steps"] as? Int
                     print("training run \(path): \(obj["kind"] ?? "?"), step \(obj["step"] ?? "?")\(target.map { " of \($0)" } ?? "")")
@@ -81,9 +81,9 @@ struct Info: ParsableCommand {
                 let names = GenerationModels.classNames(c)
                 print("  classes: \(c.numClasses) (+ null): \(names.prefix(12).joined(separator: ", "))\(names.count > 12 ? ", ..." : "")")
                 print("  path: \(c.interpolantPath.rawValue), prediction v")
-                if case let .string(tok)? = c.extra["tokenizer"] {
+                if case let .string(tok)? = c.swiftField("tokenizer") {
                     let sha: String
-                    if case let .string(s)? = c.extra["tokenizer_sha256"] { sha = String(s.prefix(12)) + "…" } else { sha = "?" }
+                    if case let .string(s)? = c.swiftField("tokenizer_sha256") { sha = String(s.prefix(12)) + "…" } else { sha = "?" }
                     print("  trained on latents of tokenizer \(tok) (weights sha256 \(sha))")
                 }
             }

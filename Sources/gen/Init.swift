@@ -78,7 +78,7 @@ struct Init: ParsableCommand {
 /// Seed and destination, shared by the init subcommands.
 struct InitOutput: ParsableArguments {
     @Option(parsing: .unconditional, help: "Seed of the initialization.") var seed: UInt64 = 0
-    @Option(help: "Destination folder (config.json + model.safetensors).") var out: String
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Destination folder (config.json + model.safetensors).") var out: String
     @Flag(help: "Replace an existing checkpoint in --out.") var overwrite = false
 
     func refuseExisting() throws {

@@ -50,6 +50,19 @@ func require<T: Comparable>(_ value: T?, _ option: String, in range: ClosedRange
     if let value { try require(value, option, in: range) }
 }
 
+/// A comma-separated list of values of `option`, each within `range`.
+func commaList<T: LosslessStringConvertible & Comparable>(_ text: String, _ option: String, in range: ClosedRange<T>) throws -> [T] {
+    let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
+        throw ValidationError("\(option) takes a comma-separated list of values; got '\(text)'.")
+    }
+    return try items.map {
+        guard let v = T($0) else { throw ValidationError("\(option): '\($0)' is not a number.") }
+        try require(v, option, in: range)
+        return v
+    }
+}
+
 /// Limits shared by the commands.
 enum Limits {
     static let steps = 1...1_000_000_000

@@ -14,8 +14,8 @@ struct Precompute: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
     @Option(help: "Tokenizer checkpoint folder (config.json + model.safetensors).") var tokenizer: String
     @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
-    @Option(help: "Output .h5 file.") var out: String
-    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per batch.") var batchSize = 64
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Output .h5 file.") var out: String
+    @Option(name: [.customShort("b"), .customLong("batch-size")], parsing: .unconditional, help: "Images per batch.") var batchSize = 64
     @Option(parsing: .unconditional, help: "Encode a class-balanced subset of N images.") var limit: Int?
     @Option(parsing: .unconditional, help: "Compress with shuffle + deflate at this level (1-9).") var deflate: Int?
     @Flag(help: "Stop at the first unreadable image instead of skipping it.") var strict = false

@@ -16,7 +16,7 @@ struct Reconstruct: ParsableCommand {
     @Option(help: "Tokenizer checkpoint folder.") var tokenizer: String
     @Option(help: "fashion-mnist[:test], an image folder, or a single image file.") var dataset = "fashion-mnist:test"
     @Option(parsing: .unconditional, help: "How many images (from the start of the dataset).") var count = 16
-    @Option(help: "Output PNG (originals on top, reconstructions below).") var out: String
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Output PNG (originals on top, reconstructions below).") var out: String
     @Flag(help: "Replace an existing output file.") var overwrite = false
 
     func validate() throws { try require(count, "--count", in: 1...4096) }

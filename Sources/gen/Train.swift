@@ -13,13 +13,13 @@ struct Train: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
     @Option(help: "Latent cache made by gen precompute (with --resume: the run's own unless given).") var cache: String?
     @Option(help: "Tokenizer folder the cache must come from (checked by weights hash).") var tokenizer: String?
-    @Option(help: "Output run folder.") var out: String
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Output run folder.") var out: String
     @Option(parsing: .unconditional, help: "Model width.") var hidden = 256
     @Option(parsing: .unconditional, help: "Number of SiT blocks.") var depth = 6
     @Option(parsing: .unconditional, help: "Attention heads.") var heads = 4
     @Flag(name: .customLong("qk-norm"), help: "LayerNorm on queries and keys.") var qkNorm = false
     @Option(parsing: .unconditional, help: "Total optimizer steps (default 20000; with --resume, the run's own target unless given).") var steps: Int?
-    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Latents per step.") var batchSize = 64
+    @Option(name: [.customShort("b"), .customLong("batch-size")], parsing: .unconditional, help: "Latents per step.") var batchSize = 64
     @Option(parsing: .unconditional, help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 3e-4
     @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = 500
     @Option(name: .customLong("ema"), parsing: .unconditional, help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999

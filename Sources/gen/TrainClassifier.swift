@@ -13,9 +13,9 @@ struct TrainClassifier: ParsableCommand {
         discussion: "Example: gen train-classifier --out Checkpoints/fashion-classifier --epochs 4")
 
     @OptionGroup var compute: ComputeOptions
-    @Option(help: "Output folder (model.safetensors + README facts in metrics.json).") var out: String
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Output folder (model.safetensors + README facts in metrics.json).") var out: String
     @Option(parsing: .unconditional, help: "Training epochs over the 60k training images.") var epochs = 4
-    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per step.") var batchSize = 128
+    @Option(name: [.customShort("b"), .customLong("batch-size")], parsing: .unconditional, help: "Images per step.") var batchSize = 128
     @Option(parsing: .unconditional, help: "Peak learning rate.") var lr: Float = 2e-3
     @Option(parsing: .unconditional, help: "Seed.") var seed: UInt64 = 0
     @Flag(help: "Replace an existing classifier.") var overwrite = false

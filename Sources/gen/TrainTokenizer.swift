@@ -15,7 +15,7 @@ struct TrainTokenizer: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
     @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
     @Option(help: "Tokenizer preset (fashion32, fashion32-small, softvq-b-64, ...).") var preset = "fashion32"
-    @Option(help: "Output run folder.") var out: String
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Output run folder.") var out: String
     @Option(parsing: .unconditional, help: "Override the preset's ViT width (encoder and decoder).") var width: Int?
     @Option(parsing: .unconditional, help: "Override the preset's ViT depth.") var depth: Int?
     @Option(parsing: .unconditional, help: "Override the preset's attention heads.") var heads: Int?
@@ -24,7 +24,7 @@ struct TrainTokenizer: ParsableCommand {
     @Option(name: .customLong("codebook-size"), parsing: .unconditional, help: "Override the codewords per codebook.") var codebookSize: Int?
     @Option(name: .customLong("codebook-dim"), parsing: .unconditional, help: "Override the codeword (latent channel) dimension.") var codebookDim: Int?
     @Option(parsing: .unconditional, help: "Total optimizer steps (default 8000; with --resume, the run's own target unless given).") var steps: Int?
-    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per step.") var batchSize = 32
+    @Option(name: [.customShort("b"), .customLong("batch-size")], parsing: .unconditional, help: "Images per step.") var batchSize = 32
     @Option(parsing: .unconditional, help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 4e-4
     @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = 500
     @Option(name: .customLong("ema"), parsing: .unconditional, help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999

@@ -265,7 +265,7 @@ final class GenKillResumeTests: XCTestCase {
         var r = try gen(args + ["--out", d + "/full"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let killed = try killWhen(args + ["--out", d + "/cut"]) {
-            FileManager.default.fileExists(atPath: d + "/cut/checkpoint/state.json")
+            FileManager.default.fileExists(atPath: d + "/cut/checkpoint/training/state.json")
         }
         XCTAssertTrue(killed)
         // Resumed without --cache: the run's own cache; a different one is refused.
@@ -274,7 +274,7 @@ final class GenKillResumeTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("leave out --cache"), r.stderr)
         r = try gen(["train"] + Array(args.dropFirst(3)) + ["--out", d + "/cut", "--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        for f in ["model.safetensors", "train-model.safetensors", "optimizer.safetensors"] {
+        for f in ["model.safetensors", "training/train-model.safetensors", "training/optimizer.safetensors"] {
             XCTAssertEqual(FileManager.default.contents(atPath: d + "/full/checkpoint/" + f),
                            FileManager.default.contents(atPath: d + "/cut/checkpoint/" + f), "\(f) differs after kill and resume")
         }
@@ -282,10 +282,10 @@ final class GenKillResumeTests: XCTestCase {
         let targs = ["train-tokenizer", "--steps", "60", "--limit", "128", "--save-every", "4", "--log-every", "4"] + tinyTokenizerArgs
         r = try gen(targs + ["--out", d + "/tfull"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(try killWhen(targs + ["--out", d + "/tcut"]) { FileManager.default.fileExists(atPath: d + "/tcut/checkpoint/state.json") })
+        XCTAssertTrue(try killWhen(targs + ["--out", d + "/tcut"]) { FileManager.default.fileExists(atPath: d + "/tcut/checkpoint/training/state.json") })
         r = try gen(targs + ["--out", d + "/tcut", "--resume"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(FileManager.default.contents(atPath: d + "/tfull/checkpoint/train-model.safetensors"),
-                       FileManager.default.contents(atPath: d + "/tcut/checkpoint/train-model.safetensors"))
+        XCTAssertEqual(FileManager.default.contents(atPath: d + "/tfull/checkpoint/training/train-model.safetensors"),
+                       FileManager.default.contents(atPath: d + "/tcut/checkpoint/training/train-model.safetensors"))
     }
 }

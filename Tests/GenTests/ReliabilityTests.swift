@@ -104,13 +104,13 @@ final class OverwriteDisciplineTests: XCTestCase {
         let d = tempDir("stop-after")
         var r = try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "20", "--limit", "32", "--save-every", "100", "--stop-after", "3"] + tinyTokenizerArgs)
         XCTAssertEqual(r.status, 0, r.stderr)
-        let state = try JSONSerialization.jsonObject(with: contents(d + "/tok/checkpoint/state.json")!) as? [String: Any]
+        let state = try JSONSerialization.jsonObject(with: contents(d + "/tok/checkpoint/training/state.json")!) as? [String: Any]
         XCTAssertEqual(state?["step"] as? Int, 3)
         r = try gen(["precompute", "--tokenizer", d + "/tok/checkpoint", "--limit", "32", "--out", d + "/c.h5"])
         XCTAssertEqual(r.status, 0, r.stderr)
         r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/sit", "--steps", "50", "--save-every", "100", "--stop-after", "2"] + tinySiTArgs)
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/sit/checkpoint/state.json"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/sit/checkpoint/training/state.json"))
         XCTAssertTrue(r.stdout.contains("Note: the checkpoint holds EMA weights"), r.stdout)
         r = try gen(["train", "--out", d + "/sit", "--resume", "--stop-after", "1"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -192,8 +192,8 @@ final class FullDiskTests: XCTestCase {
                           "--per-class", "2", "--steps", "2"]
         try gen(sampleArgs + ["--out", d + "/s"])
         for item in ["tok", "c.h5", "sit", "s"] { try FileManager.default.copyItem(atPath: d + "/" + item, toPath: m + "/" + item) }
-        let kept = ["tok/checkpoint/model.safetensors", "tok/checkpoint/optimizer.safetensors", "tok/log.jsonl", "c.h5",
-                    "sit/checkpoint/model.safetensors", "sit/checkpoint/state.json", "s/00000_class0_seed0.png", "s/grid.png"]
+        let kept = ["tok/checkpoint/model.safetensors", "tok/checkpoint/training/optimizer.safetensors", "tok/log.jsonl", "c.h5",
+                    "sit/checkpoint/model.safetensors", "sit/checkpoint/training/state.json", "s/00000_class0_seed0.png", "s/grid.png"]
         let before = kept.map { contents(m + "/" + $0) }
         try fill(leave: 2048)
         let runs: [[String]] = [
@@ -330,20 +330,36 @@ final class PathRecordTests: XCTestCase {
         let d = tempDir("path")
         try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32"] + tinyTokenizerArgs)
         try gen(["precompute", "--tokenizer", d + "/tok", "--limit", "32", "--out", d + "/c.h5"])
-        let r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/sit", "--steps", "2", "--path", "cosine"] + tinySiTArgs)
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let config = try SiTConfig.read(from: d + "/sit/checkpoint/config.json")
-        XCTAssertEqual(config.interpolantPath, .cosine)
-        XCTAssertEqual(config.extra["prediction"], .string("v"))
-        XCTAssertEqual(config.extra["tags"], .array(["arxiv:2412.10958", "image-generation", "4 tokens", "SiT"].map { .string($0) }))
-        var o = GenerationOptions(sit: d + "/sit", tokenizer: d + "/tok")
-        o.method = .eulerMaruyama
-        XCTAssertEqual(GenerationJob.samplerOptions(o, model: config).path, .cosine)
-        var official = config
-        official.extra["path_type"] = .string("edm")     // what the released checkpoints say: linear
-        XCTAssertEqual(GenerationJob.samplerOptions(o, model: official).path, .linear)
-        XCTAssertEqual(try gen(["sample", "--sit", d + "/sit", "--tokenizer", d + "/tok", "--classes", "0", "--per-class", "1",
-                                "--steps", "3", "--sampler", "euler-maruyama", "-o", d + "/s"]).status, 0)
+        // The fields the official code writes (the released SiT config.json), plus our one block.
+        let official: Set<String> = ["class_dropout_prob", "decoder_hidden_size", "depth", "flash_attn", "fused_attn",
+                                     "hidden_size", "in_channels", "input_size", "license", "mlp_ratio", "num_classes",
+                                     "num_heads", "patch_size", "path_type", "qk_norm", "repo_url", "tags", "use_cfg",
+                                     "vae_1d", "z_dims"]
+        for path in ["linear", "cosine"] {
+            let run = d + "/sit-" + path
+            let r = try gen(["train", "--cache", d + "/c.h5", "--out", run, "--steps", "2", "--path", path] + tinySiTArgs)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let config = try SiTConfig.read(from: run + "/checkpoint/config.json")
+            XCTAssertEqual(config.interpolantPath.rawValue, path)
+            XCTAssertEqual(config.swiftField("prediction"), .string("v"))
+            XCTAssertEqual(config.swiftField("tokenizer"), .string("tok"))
+            XCTAssertEqual(config.extra["tags"], .array(["arxiv:2412.10958", "image-generation", "4 tokens", "SiT"].map { .string($0) }))
+            let top = try JSONSerialization.jsonObject(with: contents(run + "/checkpoint/config.json")!) as! [String: Any]
+            XCTAssertEqual(Set(top.keys).subtracting(official), [SiTConfig.swiftBlockKey])
+            for sampler in SamplerMethod.allCases {
+                var o = GenerationOptions(sit: run, tokenizer: d + "/tok")
+                o.method = sampler
+                XCTAssertEqual(GenerationJob.samplerOptions(o, model: config).path.rawValue, path, "\(sampler)")
+                let s = try gen(["sample", "--sit", run, "--tokenizer", d + "/tok", "--classes", "0", "--per-class", "1",
+                                 "--steps", "3", "--sampler", sampler.rawValue, "-o", d + "/s-\(path)-\(sampler.rawValue)"])
+                XCTAssertEqual(s.status, 0, s.stderr)
+                let text = try ImageIO.readPNGText(path: d + "/s-\(path)-\(sampler.rawValue)/00000_class0_seed0.png", key: "parameters")
+                XCTAssertTrue(text?.contains(sampler.rawValue) ?? false, text ?? "no parameters")
+            }
+            var released = config
+            released.extra["path_type"] = .string("edm")     // what the released checkpoints say: linear
+            XCTAssertEqual(GenerationJob.samplerOptions(GenerationOptions(sit: run, tokenizer: d + "/tok"), model: released).path, .linear)
+        }
     }
 }
 

@@ -68,7 +68,7 @@ public final class GenerationModels {
         guard c.vae1D, c.inputSize == tokenizer.numLatentTokens, c.inChannels == tokenizer.latentDim else {
             throw PipelineError.cacheMismatch("The SiT in \(sitPath) generates \(c.inputSize) x \(c.inChannels) latents but the tokenizer in \(tokenizerPath) decodes \(tokenizer.numLatentTokens) x \(tokenizer.latentDim).")
         }
-        if case let .string(sha)? = c.extra["tokenizer_sha256"],
+        if case let .string(sha)? = c.swiftField("tokenizer_sha256"),
            let id = try? TokenizerIdentity(folder: tokenizerPath), id.sha256 != sha {
             FileHandle.standardError.write(Data("warning: the SiT was trained on latents of another tokenizer (weights \(sha.prefix(12))…, given \(id.sha256.prefix(12))…)\n".utf8))
         }
@@ -79,7 +79,7 @@ public final class GenerationModels {
     /// ImageNet's for 1000 classes, else "class i".
     public static func vocabulary(_ config: SiTConfig) -> ClassVocabulary {
         var recorded: [String] = []
-        if case let .array(names)? = config.extra["class_names"] {
+        if case let .array(names)? = config.swiftField("class_names") {
             recorded = names.map { if case let .string(s) = $0 { return s } else { return "?" } }
         }
         return ClassVocabulary(count: config.numClasses, recorded: recorded)

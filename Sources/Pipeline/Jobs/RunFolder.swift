@@ -3,10 +3,13 @@
 //
 //   <run>/checkpoint/config.json          official config (of the EMA model)
 //   <run>/checkpoint/model.safetensors    EMA weights under the official keys: what users load
-//   <run>/checkpoint/train-model.safetensors   raw (non-EMA) weights
-//   <run>/checkpoint/optimizer.safetensors     AdamW moments and step
-//   <run>/checkpoint/state.json                TrainingState: kind, step, options, the task's progress
+//   <run>/checkpoint/README.md            model card (command, data, steps, loss)
+//   <run>/checkpoint/training/train-model.safetensors   raw (non-EMA) weights
+//   <run>/checkpoint/training/optimizer.safetensors     AdamW moments and step
+//   <run>/checkpoint/training/state.json                TrainingState: kind, step, options, progress
 //   <run>/log.jsonl, <run>/loss.png
+//
+// (Runs written before the training/ subfolder kept its files beside the model; they resume.)
 //
 // A checkpoint is written into checkpoint.tmp, flushed, then swapped in by renames; if a crash
 // leaves only checkpoint.old, that one is used. A new run (fresh, or --overwrite of an old one)
@@ -37,8 +40,9 @@ public final class RunFolder {
     /// The folder holding the latest complete checkpoint, if any.
     public var latestCheckpoint: String? {
         let fm = FileManager.default
-        if fm.fileExists(atPath: checkpoint + "/state.json") { return checkpoint }
-        if fm.fileExists(atPath: old + "/state.json") { return old }
+        for dir in [checkpoint, old] where fm.fileExists(atPath: ((try? trainingFiles(of: dir)) ?? dir) + "/state.json") {
+            return dir
+        }
         return nil
     }
 

@@ -120,15 +120,16 @@ public final class SiTTrainingJob: TrainingTask {
         var config = SiTConfig(hiddenSize: options.hiddenSize, depth: options.depth, numHeads: options.numHeads,
                                mlpRatio: options.mlpRatio, patchSize: 1, inChannels: meta.tokenDim, inputSize: meta.numTokens,
                                numClasses: numClasses, classDropoutProb: options.classDropout, vae1D: true, qkNorm: options.qkNorm)
-        config.extra["class_names"] = .array(classNames.map { .string($0) })
-        // The objective the samplers must honour (official field names of the training script).
+        // The objective the samplers must honour, in the official field (path_type).
         config.extra["path_type"] = .string(options.path.rawValue)
-        config.extra["prediction"] = .string("v")
         config.extra["tags"] = .array(["arxiv:2412.10958", "image-generation", "\(meta.numTokens) tokens", "SiT"].map { .string($0) })
-        config.extra["tokenizer"] = .string(meta.tokenizerName)
-        config.extra["tokenizer_sha256"] = .string(meta.tokenizerSHA256)
-        config.extra["vq_mean"] = .double(meta.vqMean)
-        config.extra["vq_std"] = .double(meta.vqStd)
+        // Ours, in the softvq_swift block: what the official config cannot say.
+        config.setSwiftField("class_names", .array(classNames.map { .string($0) }))
+        config.setSwiftField("prediction", .string("v"))
+        config.setSwiftField("tokenizer", .string(meta.tokenizerName))
+        config.setSwiftField("tokenizer_sha256", .string(meta.tokenizerSHA256))
+        config.setSwiftField("vq_mean", .double(meta.vqMean))
+        config.setSwiftField("vq_std", .double(meta.vqStd))
         let model = try SiT(config: config)
         var initRng = RandomGenerator(seed: options.seed)
         model.initializeWeights(rng: &initRng)

@@ -179,7 +179,7 @@ public final class TrainingRun<Task: TrainingTask> {
                 throw PipelineError.invalidArgument("\(out) already holds a training run; pass --resume to continue it or --overwrite to start over.")
             }
             if resume {
-                let state = try TrainingState<Task.Options, Task.Progress>.read(existing + "/state.json")
+                let state = try TrainingState<Task.Options, Task.Progress>.read(try trainingFiles(of: existing) + "/state.json")
                 guard state.kind == Task.info.kind else {
                     throw PipelineError.invalidArgument("\(out) holds a \(state.kind) run, not a \(Task.info.kind) run.")
                 }
@@ -211,7 +211,7 @@ public final class TrainingRun<Task: TrainingTask> {
         let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, progress: task.progress)
         try folder.saveCheckpoint { dir in
             try task.writeCheckpoint(into: dir)
-            try state.write(dir + "/state.json")
+            try state.write(try trainingFiles(of: dir, creating: true) + "/state.json")
         }
         try? folder.plotLoss(title: Task.info.plotTitle, field: Task.info.plotField)
     }
