@@ -64,7 +64,10 @@ extension Module {
         let rejected = unused.filter { !skip($0) }
         guard rejected.isEmpty else { throw CheckpointError.unexpectedKeys(name, rejected) }
         // Only write once everything checked out, so a failed load leaves the model untouched.
-        for (key, t) in own where read(key) { try file.read(file.entries[prefix + key]!, into: t.pointer) }
+        for (key, t) in own where read(key) {
+            try file.read(file.entries[prefix + key]!, into: t.pointer)
+            t.markModified()
+        }
         return skipped
     }
 

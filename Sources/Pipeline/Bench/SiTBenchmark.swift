@@ -52,6 +52,7 @@ public enum SiTBenchmark {
                     p[j] = scale * (Float(x >> 40) / Float(1 << 24) * 2 - 1)
                 }
             }
+            t.markModified()
         }
     }
 

@@ -66,6 +66,7 @@ func fillQuickRandom(_ model: any Module) {
                 p[j] = (Float(x >> 40) / Float(1 << 24) - 0.5) * 0.06
             }
         }
+        t.markModified()
     }
 }
 
