@@ -9,10 +9,13 @@
 //   assign, fill, markModified, Module.load, AdamW, EMA, the initialization fills) and a
 //   fingerprint of 64 sampled values; either changing repacks before the next product. The
 //   fingerprint only catches whole-tensor rewrites that forgot `markModified()`, not single edits.
-// - When it is used: a Linear's forward when no tape records (inference, `Autograd.noGrad`) and
-//   the backend is oneDNN. Training forwards and every backward stay on OpenBLAS sgemm, and so
-//   do products of at most `streamingRowLimit` rows in fp32, where the few-rows kernel that
-//   streams each weight row once is faster (measured: `gen bench kernels`).
+// - When it is used: a Linear's forward when its weight is frozen (requiresGrad false: a model
+//   prepared for inference with `Module.freeze()`), no tape records and the backend is oneDNN.
+//   Trainable weights never get a pack: training and finite-difference checks edit them through
+//   `pointer` at any time, and they always take the OpenBLAS path, which reads them afresh.
+//   Training forwards and every backward stay on OpenBLAS sgemm, and so do products of at most
+//   `streamingRowLimit` rows in fp32, where the few-rows kernel that streams each weight row
+//   once is faster (measured: `gen bench kernels`).
 // - Threads: Debian's libdnnl runs on GNU OpenMP; every call sets OpenMP's thread count of the
 //   calling thread to `Threads.count`.
 // - Concurrency: primitive creation, packing and execution are serialized by one lock (oneDNN's
@@ -134,8 +137,8 @@ public enum Engine {
 // MARK: - Packed weights
 
 /// A weight reordered once into the layout and data type of oneDNN's matmul primitive, owned by
-/// the Linear whose weight it mirrors. Rebuilt when the weight's storage version or fingerprint
-/// changed, or the precision did.
+/// the Linear whose weight it mirrors (only while that weight is frozen). Rebuilt when the
+/// weight's storage version or fingerprint changed, or the precision did.
 public final class PackedWeight: @unchecked Sendable {
     fileprivate var layout = dnnl_memory_desc_t()
     fileprivate var bf16 = false
@@ -191,14 +194,15 @@ public final class PackedWeight: @unchecked Sendable {
 
 // MARK: - The Linear forward through the engine
 
-/// y = x W^T + b for a Linear layer: through oneDNN with the packed weight when no tape records
-/// and the backend is oneDNN; otherwise (and for few rows in fp32) the OpenBLAS `linear`.
+/// y = x W^T + b for a Linear layer: through oneDNN with the packed weight when the weight is
+/// frozen, no tape records and the backend is oneDNN; otherwise (and for few rows in fp32) the
+/// OpenBLAS `linear`.
 public func engineLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, packed: PackedWeight) -> Tensor {
     let inF = weight.dim(1), outF = weight.dim(0)
     let rows = x.count / Swift.max(inF, 1)
     let recording = Autograd.isRecording && (x.requiresGrad || weight.requiresGrad || bias?.requiresGrad == true)
     let precision = Engine.precision
-    guard !recording, Engine.backend == .onednn, let dnnl = OneDNN.shared, x.dim(-1) == inF, rows > 0, inF > 0, outF > 0,
+    guard !weight.requiresGrad, !recording, Engine.backend == .onednn, let dnnl = OneDNN.shared, x.dim(-1) == inF, rows > 0, inF > 0, outF > 0,
           !(precision == .fp32 && rows <= Engine.streamingRowLimit && inF * outF >= 1 << 16) else {
         return linear(x, weight, bias)
     }

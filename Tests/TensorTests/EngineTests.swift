@@ -76,9 +76,12 @@ final class EngineTests: XCTestCase {
         }
     }
 
-    private func layer(_ k: Int, _ n: Int, bias: Bool, seed: UInt64) -> Linear {
+    /// A frozen Linear (what inference models hold after `freeze()`).
+    private func layer(_ k: Int, _ n: Int, bias: Bool, seed: UInt64, frozen: Bool = true) -> Linear {
         var rng = RandomGenerator(seed: seed)
-        return Linear(k, n, bias: bias, rng: &rng)
+        let l = Linear(k, n, bias: bias, rng: &rng)
+        if frozen { l.freeze() }
+        return l
     }
 
     // MARK: fp32: oneDNN against OpenBLAS
@@ -140,12 +143,15 @@ final class EngineTests: XCTestCase {
         check("first product packs", packs: 1)
         check("same weight: no repack", packs: 1)
 
-        // An AdamW step (the training forward records the tape and uses OpenBLAS).
+        // An AdamW step on the unfrozen layer (the training forward records the tape and uses
+        // OpenBLAS), then frozen again, as an EMA copy or a fine-tuned model would be.
+        for (_, t) in l.namedTensors() { t.requiresGrad = true }
         let opt = AdamW(l.trainableParameters(), lr: 0.05)
         let loss = l(x).square().mean()
         XCTAssertEqual(l.packed.packCount, 1, "a recorded forward does not pack")
         loss.backward()
         opt.update()
+        l.freeze()
         check("after an AdamW step", packs: 2)
 
         l.weight.assign(randn([37, 45], seed: 9))
@@ -176,10 +182,25 @@ final class EngineTests: XCTestCase {
         check("after a raw whole rewrite (fingerprint)", packs: 7)
     }
 
+    func testTrainableWeightsAreNeverPacked() {
+        // Finite-difference checks edit one element of a trainable weight through `pointer` and
+        // evaluate in noGrad: a trainable weight always takes the OpenBLAS path.
+        Engine.streamingRowLimit = 0
+        let l = layer(40, 30, bias: true, seed: 18, frozen: false)
+        let x = randn([5, 40], seed: 19)
+        let before = Autograd.noGrad { l(x) }.scalars
+        l.weight.pointer[3 * 40 + 7] += 0.5
+        let after = Autograd.noGrad { l(x) }.scalars
+        for r in 0..<5 {
+            XCTAssertEqual(after[r * 30 + 3] - before[r * 30 + 3], 0.5 * x.scalars[r * 40 + 7], accuracy: 1e-5)
+        }
+        XCTAssertEqual(l.packed.packCount, 0)
+    }
+
     func testTrainingForwardAndGradientsUnchanged() {
         // With the tape recording, a Linear takes the OpenBLAS path: same values and gradients
         // as the functional op, and nothing is packed.
-        let l = layer(33, 19, bias: true, seed: 12)
+        let l = layer(33, 19, bias: true, seed: 12, frozen: false)
         let x = randn([4, 33], seed: 13)
         x.requiresGrad = true
         let y = l(x)

@@ -95,6 +95,7 @@ public enum GenerationBenchmark {
         for v in variants {
             let m = try SiT(config: v.config)
             SiTBenchmark.randomize(m)
+            m.freeze()
             models.append((v, m))
             log("built \(v.name): \(m.parameterCount) parameters")
         }
@@ -170,6 +171,7 @@ public enum GenerationBenchmark {
             tokCfg.vqStd = 1
             let tok = try SoftVQModel(config: tokCfg, initialization: .uninitialized)
             TokenizerBenchmark.fillRandom(tok)
+            tok.freeze()
             let options = SamplerOptions(method: .euler, steps: steps, guidance: Guidance(scale: 1.5, low: 0, high: 1, nullLabel: 1000))
             var e2e: [Double] = []
             for _ in 0..<max(1, repeats) {

@@ -45,6 +45,7 @@ public enum KernelBenchmark {
                 let l = Linear(k, n, bias: true, &f)
                 l.weight.assign(w)
                 l.bias!.assign(b)
+                l.freeze()
                 return l
             }
             var variants: [(String, () -> Void)] = [

@@ -35,6 +35,7 @@ public enum PrecomputeJob {
             throw PipelineError.invalidArgument("\(o.out) already exists; pass --overwrite to replace it.")
         }
         let model = try SoftVQModel.load(folder: o.tokenizer, log: log)
+        model.freeze()
         let identity = try TokenizerIdentity(folder: o.tokenizer)
         let dataset = try ImageDataset.open(o.dataset, size: model.imageSize, strict: o.strict)
         let total = min(dataset.count, o.limit ?? .max)
