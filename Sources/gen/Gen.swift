@@ -2,9 +2,15 @@
 // command per file named after it; shared options and helpers are in Options.swift.
 
 import ArgumentParser
+import Foundation
 
 @main
 struct Gen: ParsableCommand {
+    static func main() {
+        OpenMPWaitPolicy.applyBeforeStart()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "gen",
         abstract: "SoftVQ-VAE latent diffusion in Swift: tokenize images, train SiT, sample, benchmark.",
@@ -18,4 +24,23 @@ struct Gen: ParsableCommand {
         subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
                       TrainClassifier.self, Info.self, Convert.self, Init.self, Bench.self]
     )
+}
+
+/// oneDNN runs on GNU OpenMP, whose threads by default busy-wait (300,000 spins) after every
+/// parallel region. On the shared 2-core machines the spinning thread takes a core from the
+/// Dispatch and OpenBLAS threads of the next kernel and from other processes; measured on the
+/// AMD EPYC under load (a oneDNN product, one more parallel region, then serial work): 24 us per
+/// iteration without a gap, but 307 us with a 200 us gap and 4.65 ms with a 2 ms gap under the
+/// default, against 24 / 28 / 37 us with passive waiting (intermediate GOMP_SPINCOUNT values
+/// were worse still: 0.6-2.4 ms). libgomp reads its policy from the environment when it loads,
+/// before main, so gen re-executes itself once with OMP_WAIT_POLICY=PASSIVE unless
+/// OMP_WAIT_POLICY or GOMP_SPINCOUNT is set already.
+enum OpenMPWaitPolicy {
+    static func applyBeforeStart() {
+        let env = ProcessInfo.processInfo.environment
+        guard env["OMP_WAIT_POLICY"] == nil, env["GOMP_SPINCOUNT"] == nil else { return }
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        // exec failed (no /proc): carry on with libgomp's default.
+    }
 }
