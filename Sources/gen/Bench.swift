@@ -21,10 +21,22 @@ struct Bench: ParsableCommand {
         @Option(help: "Timed repetitions per variant (variants alternate).") var repeats = 20
         @Flag(help: "Tiny shapes, two repetitions: proves the command works (used by CI).") var smoke = false
         @Option(help: "Also write the rows as JSON to this path.") var json: String?
+        @Option(help: "Products to time instead of the SiT-XL shapes, comma-separated MxKxN (x (M, K) times W^T, W (N, K)), e.g. 1x1152x6912,4x1152x6912.")
+        var shapes: String?
 
         func run() throws {
             compute.apply()
+            var products: [(Int, Int, Int)]? = nil
             try userFacing {
+                if let shapes {
+                    products = try shapes.split(separator: ",").map { item in
+                        let d = item.split(separator: "x").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                        guard d.count == 3, d.allSatisfy({ $0 > 0 }) else {
+                            throw ValidationError("--shapes takes comma-separated MxKxN products such as 4x1152x6912; got \"\(item)\".")
+                        }
+                        return (d[0], d[1], d[2])
+                    }
+                }
                 try precision.apply()
                 for (m, k, n) in smoke ? [(8, 64, 96)] : [(64, 1152, 4608), (512, 1152, 4608), (8, 1152, 6912)] {
                     if let impl = Engine.implementation(m: m, k: k, n: n, precision: Engine.precision) {
@@ -32,7 +44,7 @@ struct Bench: ParsableCommand {
                     }
                 }
             }
-            let rows = KernelBenchmark.run(repeats: repeats, quick: smoke, precision: Engine.precision)
+            let rows = KernelBenchmark.run(repeats: repeats, quick: smoke, precision: Engine.precision, shapes: products)
             print(KernelBenchmark.table(rows))
             if let json {
                 let enc = JSONEncoder()

@@ -26,6 +26,7 @@ struct PrecisionOptions: ParsableArguments {
     func apply() throws {
         try Engine.setPrecision(precision)
         print(Engine.summary(requested: precision))
+        fflush(stdout)
     }
 }
 

@@ -25,13 +25,14 @@ public enum KernelBenchmark {
 
     /// - precision: the oneDNN rows to add: fp32 always (with oneDNN), bf16 when it resolves to
     ///   bf16 (`auto` on bf16 hardware, or `bf16`).
+    /// - shapes: the (M, K, N) products to time (default `matmulShapes`).
     public static func run(repeats: Int = 20, rows: Int = 512, width: Int = 1152, quick: Bool = false,
-                           precision: Precision = .fp32) -> [KernelBenchmarkRow] {
+                           precision: Precision = .fp32, shapes: [(Int, Int, Int)]? = nil) -> [KernelBenchmarkRow] {
         var out: [KernelBenchmarkRow] = []
         var rng = RandomGenerator(seed: 0)
         let reps = quick ? 2 : repeats
         let withBF16 = precision == .bf16
-        for (m, k, n) in quick ? [(8, 64, 96), (3, 64, 96)] : matmulShapes {
+        for (m, k, n) in quick ? [(8, 64, 96), (3, 64, 96)] : (shapes ?? matmulShapes) {
             // Four weight copies used in turn, so that (as in a forward, where every block has its
             // own) the weight comes from memory rather than from the last-level cache.
             let x = rng.normalTensor([m, k]), b = rng.normalTensor([n])
