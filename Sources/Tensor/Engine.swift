@@ -126,6 +126,10 @@ public enum Engine {
         return s
     }
 
+    /// OpenMP's thread count for oneDNN on the calling thread (set to `Threads.count` by every
+    /// product).
+    public static var openMPThreads: Int { Int(omp_get_max_threads()) }
+
     /// The oneDNN implementation chosen for an (m, k) x (k, n) product (e.g. "gemm:jit",
     /// "brg:avx512_core_amx"), for the benchmarks' reports.
     public static func implementation(m: Int, k: Int, n: Int, precision: Precision = .fp32) -> String? {

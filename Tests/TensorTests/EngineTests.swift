@@ -212,6 +212,20 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(l.packed.packCount, 0)
     }
 
+    func testOneDNNUsesThreadsCount() {
+        Engine.streamingRowLimit = 0
+        let l = layer(64, 64, bias: false, seed: 20)
+        let x = randn([16, 64], seed: 21)
+        let saved = Threads.count
+        defer { Threads.count = saved }
+        for n in [1, 2] {
+            Threads.count = n
+            let y = Autograd.noGrad { l(x) }
+            XCTAssertEqual(Engine.openMPThreads, n, "OpenMP threads follow Threads.count")
+            assertWithinFloatRounding(y, linear(x, l.weight, nil), x: x, w: l.weight, "\(n) threads")
+        }
+    }
+
     func testOpenBLASBackendIsTheOldPath() {
         Engine.backend = .openblas
         let l = layer(130, 259, bias: true, seed: 14)

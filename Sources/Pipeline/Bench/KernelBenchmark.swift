@@ -67,7 +67,10 @@ public enum KernelBenchmark {
                 variants.append(("oneDNN bf16, packed weights", f))
             }
             variants.append(("Linear layer (engine, +bias)", { turnLayer += 1; _ = layers[turnLayer % 4](x) }))
-            let stats = Autograd.noGrad { measureInterleaved(variants, warmup: 3, repeats: reps) }
+            // Primed: each timed call follows an untimed one of the same variant (on the next weight
+            // copy), so that OpenBLAS's, OpenMP's and Dispatch's threads are each as awake as in
+            // a forward, whichever variant ran before.
+            let stats = Autograd.noGrad { measureInterleaved(variants, warmup: 3, repeats: reps, primed: true) }
             let raw = flops / stats["cblas_sgemm (raw)"]!.median / 1e9
             let shape = "\(m)x\(k) . \(k)x\(n)"
             for (name, _) in variants {
