@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Tensor"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Formats", "Datasets", "Render", "SiT", "Tensor"]),
         // End-to-end tests of the gen executable (subprocesses, including kill -9 and resume).
-        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline", "Formats", "Datasets", "SiT", "Tensor"]),
+        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline", "Formats", "Datasets", "SiT", "Sampler", "Tensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -41,19 +41,30 @@ public struct FashionMNIST: Sendable {
         for p in [imagePath, labelPath] where !FileManager.default.fileExists(atPath: p) {
             throw PipelineError.dataset("Fashion-MNIST file \(p) is missing (install the Debian package dataset-fashion-mnist or pass the folder holding the IDX .gz files).")
         }
-        let imageData = [UInt8](try Gzip.inflateFile(imagePath))
-        let labelData = [UInt8](try Gzip.inflateFile(labelPath))
-        func be32(_ d: [UInt8], _ o: Int) -> Int {
-            Int(d[o]) << 24 | Int(d[o + 1]) << 16 | Int(d[o + 2]) << 8 | Int(d[o + 3])
+        let imageData = [UInt8](try Gzip.inflateFile(imagePath, limit: IDX.maxBytes))
+        let labelData = [UInt8](try Gzip.inflateFile(labelPath, limit: IDX.maxBytes))
+        try self.init(imageIDX: imageData, labelIDX: labelData, split: split, checkCounts: checkCounts,
+                      imagePath: imagePath, labelPath: labelPath)
+    }
+
+    /// Builds the split from the decompressed IDX bytes (the paths name the files in errors).
+    public init(imageIDX imageData: [UInt8], labelIDX labelData: [UInt8], split: Split, checkCounts: Bool = true,
+                imagePath: String = "images.idx", labelPath: String = "labels.idx") throws {
+        let images: IDX, labelFile: IDX
+        do { images = try IDX(imageData, path: imagePath) } catch PipelineError.corruptFile(let p, let r) where r.contains("magic") {
+            throw PipelineError.corruptFile(path: p, reason: "it is not an IDX3 image file (\(r))")
         }
-        guard imageData.count >= 16, be32(imageData, 0) == 0x0803 else {
-            throw PipelineError.corruptFile(path: imagePath, reason: "it is not an IDX3 image file (bad magic number)")
+        do { labelFile = try IDX(labelData, path: labelPath) } catch PipelineError.corruptFile(let p, let r) where r.contains("magic") {
+            throw PipelineError.corruptFile(path: p, reason: "it is not an IDX1 label file (\(r))")
         }
-        guard labelData.count >= 8, be32(labelData, 0) == 0x0801 else {
-            throw PipelineError.corruptFile(path: labelPath, reason: "it is not an IDX1 label file (bad magic number)")
+        guard images.dims.count == 3 else {
+            throw PipelineError.corruptFile(path: imagePath, reason: "it is not an IDX3 image file (bad magic number: \(images.dims.count) dimensions)")
         }
-        let n = be32(imageData, 4), rows = be32(imageData, 8), cols = be32(imageData, 12)
-        let nLabels = be32(labelData, 4)
+        guard labelFile.dims.count == 1 else {
+            throw PipelineError.corruptFile(path: labelPath, reason: "it is not an IDX1 label file (bad magic number: \(labelFile.dims.count) dimensions)")
+        }
+        let n = images.dims[0], rows = images.dims[1], cols = images.dims[2]
+        let nLabels = labelFile.dims[0]
         guard rows == Self.side, cols == Self.side else {
             throw PipelineError.corruptFile(path: imagePath, reason: "images are \(rows)x\(cols), expected 28x28")
         }
@@ -63,18 +74,12 @@ public struct FashionMNIST: Sendable {
         if checkCounts && n != split.expectedCount {
             throw PipelineError.corruptFile(path: imagePath, reason: "it holds \(n) images, expected \(split.expectedCount)")
         }
-        guard imageData.count == 16 + n * rows * cols else {
-            throw PipelineError.corruptFile(path: imagePath, reason: "its size does not match \(n) images of 28x28 (truncated?)")
-        }
-        guard labelData.count == 8 + n else {
-            throw PipelineError.corruptFile(path: labelPath, reason: "its size does not match \(n) labels (truncated?)")
-        }
-        let labels = labelData[8...].map { Int($0) }
+        let labels = labelData[labelFile.payloadOffset...].map { Int($0) }
         if let bad = labels.first(where: { $0 >= Self.classNames.count }) {
             throw PipelineError.corruptFile(path: labelPath, reason: "it contains label \(bad), outside 0...9")
         }
         self.split = split
-        self.images = Array(imageData[16...])
+        self.images = Array(imageData[images.payloadOffset...])
         self.labels = labels
     }
 
@@ -87,6 +92,42 @@ public struct FashionMNIST: Sendable {
     /// Image i as the tokenizer input (3, S, S) in [-1, 1].
     public func tensor(_ i: Int, mode: GrayConversion, flip: Bool = false) -> Tensor {
         mode.convert(image(i), flip: flip)
+    }
+}
+
+/// The header of an IDX file of unsigned bytes (the MNIST format): two zero bytes, type 0x08,
+/// the number of dimensions, then each dimension as a big-endian UInt32; the payload size must
+/// equal the product of the dimensions exactly (computed with overflow checks).
+public struct IDX: Equatable, Sendable {
+    /// The largest decompressed IDX file read (Fashion-MNIST's training images are 47 MB).
+    public static let maxBytes = 1 << 30
+    public let dims: [Int]
+    /// Offset of the first payload byte (4 + 4 * dims).
+    public let payloadOffset: Int
+
+    public init(_ data: [UInt8], path: String) throws {
+        func bad(_ why: String) -> PipelineError { .corruptFile(path: path, reason: why) }
+        guard data.count >= 4, data[0] == 0, data[1] == 0 else { throw bad("bad magic number") }
+        guard data[2] == 0x08 else { throw bad("bad magic number: element type 0x\(String(data[2], radix: 16)) is not unsigned bytes (0x08)") }
+        let rank = Int(data[3])
+        guard (1...4).contains(rank) else { throw bad("bad magic number: \(rank) dimensions") }
+        let header = 4 + 4 * rank
+        guard data.count >= header else { throw bad("its header is truncated (\(data.count) bytes)") }
+        var dims: [Int] = []
+        var product = 1
+        for k in 0..<rank {
+            let o = 4 + 4 * k
+            let d = Int(data[o]) << 24 | Int(data[o + 1]) << 16 | Int(data[o + 2]) << 8 | Int(data[o + 3])
+            let (p, overflow) = product.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw bad("its dimensions \(dims + [d]) overflow") }
+            dims.append(d)
+            product = p
+        }
+        guard data.count - header == product else {
+            throw bad("its size does not match its dimensions \(dims) (\(data.count - header) data bytes for \(product); truncated?)")
+        }
+        self.dims = dims
+        payloadOffset = header
     }
 }
 

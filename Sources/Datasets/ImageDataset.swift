@@ -14,11 +14,42 @@ public final class ImageDataset {
     public let source: Source
     /// Human-readable identity stored in caches and logs ("fashion-mnist:train", "folder:/data").
     public let name: String
+    /// For a subset: the source index of each of its images.
+    private let indices: [Int]?
 
     public init(source: Source, name: String) {
         self.source = source
         self.name = name
+        indices = nil
     }
+
+    private init(source: Source, name: String, indices: [Int]) {
+        self.source = source
+        self.name = name
+        self.indices = indices
+    }
+
+    /// A class-balanced subset of at most `n` images (nil: all): round-robin over the classes, the
+    /// first images of each class in dataset order, kept in dataset order. With `n` at least the
+    /// number of classes every class is present.
+    public func limited(to n: Int?) -> ImageDataset {
+        guard let n, n < count else { return self }
+        var byClass: [Int: [Int]] = [:]
+        for i in 0..<count { byClass[label(i), default: []].append(i) }
+        let classes = byClass.keys.sorted()
+        var chosen: [Int] = []
+        var round = 0
+        while chosen.count < n {
+            for c in classes where chosen.count < n {
+                if let list = byClass[c], round < list.count { chosen.append(list[round]) }
+            }
+            round += 1
+        }
+        return ImageDataset(source: source, name: name + " (\(n) images, class-balanced)", indices: chosen.sorted().map(src))
+    }
+
+    /// The source index of image i.
+    @inline(__always) private func src(_ i: Int) -> Int { indices?[i] ?? i }
 
     /// Opens `spec`: "fashion-mnist" / "fashion-mnist:test" or a folder path.
     /// `size` is the tokenizer's image size; small gray images are padded when they fit.
@@ -41,6 +72,7 @@ public final class ImageDataset {
     }
 
     public var count: Int {
+        if let indices { return indices.count }
         switch source {
         case let .fashionMNIST(d, _): return d.count
         case let .folder(f, _, _): return f.count
@@ -55,6 +87,7 @@ public final class ImageDataset {
     }
 
     public func label(_ i: Int) -> Int {
+        let i = src(i)
         switch source {
         case let .fashionMNIST(d, _): return d.labels[i]
         case let .folder(f, _, _): return f.samples[i].label
@@ -62,6 +95,7 @@ public final class ImageDataset {
     }
 
     public func path(_ i: Int) -> String {
+        let i = src(i)
         switch source {
         case .fashionMNIST: return "\(name)/\(i)"
         case let .folder(f, _, _): return f.samples[i].relativePath
@@ -78,6 +112,7 @@ public final class ImageDataset {
 
     /// Image i as (3, S, S) in [-1, 1] (nil when a corrupt file is skipped).
     public func tensor(_ i: Int, flip: Bool = false) throws -> Tensor? {
+        let i = src(i)
         switch source {
         case let .fashionMNIST(d, mode): return d.tensor(i, mode: mode, flip: flip)
         case let .folder(f, size, policy):

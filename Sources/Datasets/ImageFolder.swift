@@ -46,9 +46,12 @@ public struct ImageFolder: Sendable {
         self.samples = samples
     }
 
-    /// Image files under a class folder (recursively, as torchvision does), sorted.
+    /// Image files under a class folder (recursively, as torchvision does), sorted. A class
+    /// folder that is a symbolic link to a folder is followed (the paths keep the link's name).
     static func imageFiles(in folder: String) throws -> [String] {
-        guard let walker = FileManager.default.enumerator(atPath: folder) else { return [] }
+        var target = folder
+        if let resolved = realpath(folder, nil) { target = String(cString: resolved); free(resolved) }
+        guard let walker = FileManager.default.enumerator(atPath: target) else { return [] }
         var out: [String] = []
         while let rel = walker.nextObject() as? String {
             let ext = (rel as NSString).pathExtension.lowercased()

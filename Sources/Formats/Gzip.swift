@@ -4,8 +4,10 @@ import CZlib
 import Foundation
 
 public enum Gzip {
-    /// Inflates gzip (or zlib) data completely. Throws if the stream is truncated or corrupt.
-    public static func inflate(_ input: Data, name: String = "data") throws -> Data {
+    /// Inflates gzip (or zlib) data completely. Throws if the stream is truncated or corrupt, or
+    /// (with `limit`) as soon as the output would exceed `limit` bytes (a bounded inflate, so a
+    /// small compressed bomb cannot exhaust memory).
+    public static func inflate(_ input: Data, name: String = "data", limit: Int? = nil) throws -> Data {
         var stream = z_stream()
         // 15 window bits + 32: detect a gzip or zlib header automatically.
         guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
@@ -29,7 +31,11 @@ public enum Gzip {
                         throw PipelineError.corruptFile(path: name, reason: status == Z_BUF_ERROR
                             ? "the compressed stream is truncated" : "the compressed stream is corrupt (\(detail))")
                     }
-                    output.append(out.baseAddress!, count: chunk - Int(stream.avail_out))
+                    let produced = chunk - Int(stream.avail_out)
+                    if let limit, output.count + produced > limit {
+                        throw PipelineError.corruptFile(path: name, reason: "it inflates to more than \(limit) bytes")
+                    }
+                    output.append(out.baseAddress!, count: produced)
                 }
             } while status != Z_STREAM_END
         }
@@ -37,12 +43,12 @@ public enum Gzip {
     }
 
     /// Reads and inflates a .gz file.
-    public static func inflateFile(_ path: String) throws -> Data {
+    public static func inflateFile(_ path: String, limit: Int? = nil) throws -> Data {
         guard FileManager.default.fileExists(atPath: path) else { throw PipelineError.missingFile(path) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw PipelineError.corruptFile(path: path, reason: "it cannot be read")
         }
-        return try inflate(data, name: path)
+        return try inflate(data, name: path, limit: limit)
     }
 
     /// zlib-format deflate (used to build PNG streams in tests and tools).

@@ -5,6 +5,7 @@
 import CPNG
 import CTurboJPEG
 import Foundation
+import Tensor
 
 /// An 8-bit image, row-major, interleaved channels (1 = gray, 3 = RGB).
 public struct RGBImage: Equatable, Sendable {
@@ -89,7 +90,81 @@ public enum ImageIO {
         }
     }
 
+    /// The most pixels an image may have (PNG and JPEG alike), checked from the header before
+    /// anything is decoded or allocated: 2^27 = 134 M pixels (11585 x 11585), 512 MB of RGBA.
+    /// Far above any training image; a 16000 x 16000 header is refused at once.
+    public static let maxPixels = 1 << 27
+
+    /// Width and height from the header of PNG or JPEG bytes, refused (one sentence) when the
+    /// header is unreadable or the image is larger than `maxPixels`. Reads only the header.
+    public static func checkHeader(_ data: Data) throws -> (width: Int, height: Int) {
+        let (w, h): (Int, Int)
+        switch format(of: data) {
+        case .png: (w, h) = try pngSize(data)
+        case .jpeg: (w, h) = try jpegSize(data)
+        case nil: throw PipelineError.imageDecode("the data is neither PNG nor JPEG")
+        }
+        guard w > 0, h > 0 else { throw PipelineError.imageDecode("implausible image size \(w)x\(h)") }
+        let (pixels, overflow) = w.multipliedReportingOverflow(by: h)
+        guard !overflow, pixels <= maxPixels else {
+            throw PipelineError.imageDecode("the image is \(w)x\(h) pixels, above the limit of \(maxPixels) pixels")
+        }
+        if format(of: data) == .png { try checkPNGChunks(data) }
+        // Deflate compresses at most 1032:1, so a PNG must hold at least w*h*bits/8/1032 bytes;
+        // a small file with a large header is truncated, refused without inflating anything.
+        if format(of: data) == .png, data.count >= 26 {
+            let depth = Int(data[data.startIndex + 24])
+            if let samples = [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][Int(data[data.startIndex + 25])],
+               Double(pixels) * Double(samples * depth) / 8 / 1032 > Double(data.count) {
+                throw PipelineError.imageDecode("truncated PNG data (\(data.count) bytes cannot hold \(w)x\(h) pixels)")
+            }
+        }
+        return (w, h)
+    }
+
+    /// Every chunk length up to IEND must fit in the data: libpng allocates a chunk's declared
+    /// length before reading it (a 6 x 5 image whose tEXt chunk claims 2 GB made it allocate
+    /// 2 GB), so lengths are checked against the file's own size first.
+    static func checkPNGChunks(_ data: Data) throws {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            var offset = 8
+            while offset + 8 <= raw.count {
+                let length = Int(raw[offset]) << 24 | Int(raw[offset + 1]) << 16 | Int(raw[offset + 2]) << 8 | Int(raw[offset + 3])
+                let type = String(decoding: raw[(offset + 4)..<(offset + 8)], as: UTF8.self).oneLine()
+                guard length < 1 << 31, length + 12 <= raw.count - offset else {
+                    throw PipelineError.imageDecode("truncated PNG data (chunk '\(type)' at byte \(offset) claims \(length) bytes of the \(raw.count - offset - 8) left)")
+                }
+                if type == "IEND" { return }
+                offset += 12 + length
+            }
+        }
+    }
+
+    /// The IHDR chunk must come first: length 13, then width and height (big-endian, < 2^31).
+    static func pngSize(_ data: Data) throws -> (Int, Int) {
+        let b = [UInt8](data.prefix(24))
+        guard b.count == 24, b[8...15].elementsEqual([0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]) else {
+            throw PipelineError.imageDecode("corrupt or truncated PNG data (no IHDR header chunk)")
+        }
+        func be32(_ o: Int) -> Int { Int(b[o]) << 24 | Int(b[o + 1]) << 16 | Int(b[o + 2]) << 8 | Int(b[o + 3]) }
+        let w = be32(16), h = be32(20)
+        guard w < 1 << 31, h < 1 << 31 else { throw PipelineError.imageDecode("implausible PNG size \(w)x\(h)") }
+        return (w, h)
+    }
+
+    static func jpegSize(_ data: Data) throws -> (Int, Int) {
+        guard let handle = tjInitDecompress() else { throw PipelineError.imageDecode("TurboJPEG could not be initialized") }
+        defer { tjDestroy(handle) }
+        var w: Int32 = 0, h: Int32 = 0, subsamp: Int32 = 0, colorspace: Int32 = 0
+        let status = data.withUnsafeBytes { raw in
+            tjDecompressHeader3(handle, raw.bindMemory(to: UInt8.self).baseAddress, UInt(data.count), &w, &h, &subsamp, &colorspace)
+        }
+        if status != 0 { throw PipelineError.imageDecode("corrupt JPEG header (\(String(cString: tjGetErrorStr2(handle))))") }
+        return (Int(w), Int(h))
+    }
+
     static func decodePNG(_ data: Data) throws -> RGBImage {
+        _ = try checkHeader(data)
         var width: Int32 = 0, height: Int32 = 0
         var out: UnsafeMutablePointer<UInt8>?
         var message = [CChar](repeating: 0, count: 256)
@@ -101,6 +176,9 @@ public enum ImageIO {
             throw PipelineError.imageDecode("corrupt or truncated PNG data (libpng: \(String(cString: message)))")
         }
         defer { cpng_free(rgba) }
+        guard width > 0, height > 0, Int(width) * Int(height) <= maxPixels else {
+            throw PipelineError.imageDecode("implausible PNG size \(width)x\(height)")
+        }
         let n = Int(width) * Int(height)
         var pixels = [UInt8](repeating: 0, count: n * 3)
         for i in 0..<n {
@@ -119,8 +197,9 @@ public enum ImageIO {
             if tjDecompressHeader3(handle, src, UInt(data.count), &w, &h, &subsamp, &colorspace) != 0 {
                 throw PipelineError.imageDecode("corrupt JPEG header (\(lastError()))")
             }
-            guard w > 0, h > 0, Int(w) * Int(h) <= 1 << 30 else {
-                throw PipelineError.imageDecode("implausible JPEG size \(w)x\(h)")
+            guard w > 0, h > 0 else { throw PipelineError.imageDecode("implausible JPEG size \(w)x\(h)") }
+            guard Int(w) * Int(h) <= maxPixels else {
+                throw PipelineError.imageDecode("the image is \(w)x\(h) pixels, above the limit of \(maxPixels) pixels")
             }
             let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
             let pf = cmyk ? TJPF_CMYK : TJPF_RGB
@@ -188,6 +267,14 @@ public enum ImageIO {
     /// Reads the tEXt chunk `key` of a PNG file (nil if the file has none).
     public static func readPNGText(path: String, key: String) throws -> String? {
         guard FileManager.default.fileExists(atPath: path) else { throw PipelineError.missingFile(path) }
+        // The chunk lengths are checked before libpng sees the file (it allocates them).
+        guard let bytes = FileManager.default.contents(atPath: path) else {
+            throw PipelineError.corruptFile(path: path, reason: "it cannot be read")
+        }
+        guard format(of: bytes) == .png else { throw PipelineError.corruptFile(path: path, reason: "it is not a PNG file") }
+        do { try checkPNGChunks(bytes) } catch PipelineError.imageDecode(let why) {
+            throw PipelineError.corruptFile(path: path, reason: why)
+        }
         var value: UnsafeMutablePointer<CChar>?
         var message = [CChar](repeating: 0, count: 256)
         let status = cpng_read_text(path, key, &value, &message, message.count)

@@ -34,34 +34,34 @@ public final class LatentCacheReader {
         var opened: [hid_t] = []
         do {
             let meta = try LatentCacheMetadata.read(from: f, path: path)
+            try meta.validate(path: path)
             let complete = H5.attributeExists(f, "complete") ? try H5.intAttribute(f, "complete") : 0
             guard complete == 1 else {
                 throw PipelineError.cacheMismatch("The latent cache \(path) is incomplete (complete = \(complete)); rerun the caching command to finish it.")
             }
-            for name in ["latents", "latents_flip", "paths", "labels"] {
+            for name in Self.datasetNames {
                 if name == "latents_flip" && !meta.mirrored { opened.append(-1); continue }
                 opened.append(try H5.id(H5Dopen2(f, name, h5_p_default()), "open /\(name) in \(path)"))
             }
-            // Check shapes against the attributes.
+            // Check shapes against the attributes before anything is sized from them.
             for (k, d) in opened.enumerated() where d >= 0 {
                 let space = try H5.id(H5Dget_space(d), "get a dataspace")
                 defer { H5Sclose(space) }
                 let rank = Int(H5Sget_simple_extent_ndims(space))
+                guard rank >= 0, rank <= 32 else {
+                    throw PipelineError.corruptFile(path: path, reason: "dataset \(Self.datasetNames[k]) has an unreadable rank \(rank)")
+                }
                 var dims = [hsize_t](repeating: 0, count: max(rank, 1))
                 H5Sget_simple_extent_dims(space, &dims, nil)
-                let expected: [hsize_t] = k < 2
-                    ? [hsize_t(meta.numImages), hsize_t(meta.numTokens), hsize_t(meta.tokenDim)]
-                    : [hsize_t(meta.numImages)]
-                guard Array(dims.prefix(rank)) == expected else {
-                    throw PipelineError.corruptFile(path: path, reason: "dataset \(["latents", "latents_flip", "paths", "labels"][k]) has shape \(dims.prefix(rank)), expected \(expected)")
-                }
+                try Self.checkShape(dataset: Self.datasetNames[k], dims: Array(dims.prefix(rank)).map { UInt64($0) },
+                                    metadata: meta, path: path)
             }
             var y = [Int64](repeating: 0, count: meta.numImages)
             try H5.check(H5Dread(opened[3], h5_t_native_int64(), h5_s_all(), h5_s_all(), h5_p_default(), &y),
                          "read /labels of \(path)")
             H5Dclose(opened.removeLast())
             metadata = meta
-            labels = y.map { Int($0) }
+            labels = try Self.checkLabels(y, classCount: meta.classNames.count, path: path)
         } catch {
             opened.filter { $0 >= 0 }.forEach { H5Dclose($0) }
             H5Fclose(f)
@@ -153,6 +153,67 @@ public final class LatentCacheReader {
     /// Every row (N, L, C); for small caches.
     public func readAll(flipped: Bool = false, normalize: Bool = false) throws -> Tensor {
         try read(rows: Array(0..<count), flipped: [Bool](repeating: flipped, count: count), normalize: normalize)
+    }
+}
+
+// MARK: - Validation of the attributes and datasets (pure functions, fuzzed in Fuzz/latentcache)
+
+extension LatentCacheMetadata {
+    /// Bounds of a readable cache (ImageNet-21k has 14 M images; SoftVQ latents are 32 or 64 x
+    /// 32; an SD-VAE 64 x 64 x 4 latent is 4096 x 4).
+    public enum Limits {
+        public static let numImages = 100_000_000
+        public static let numTokens = 65536
+        public static let tokenDim = 16384
+        /// Values in one row (tokens x channels).
+        public static let rowValues = 1 << 24
+        public static let imageSize = 65536
+        /// Labels must lie in 0..<numClasses (the recorded class names when there are any).
+        public static let numClasses = 1_000_000
+    }
+
+    /// Refuses negative or absurd sizes and non-finite normalization with one sentence.
+    public func validate(path: String) throws {
+        func bad(_ why: String) -> PipelineError { .corruptFile(path: path, reason: why) }
+        for (name, value, limit) in [("num_images", numImages, Limits.numImages), ("num_tokens", numTokens, Limits.numTokens),
+                                     ("token_dim", tokenDim, Limits.tokenDim), ("image_size", imageSize, Limits.imageSize)] {
+            guard value >= (name == "num_images" ? 0 : 1) else { throw bad("its attribute \(name) is \(value), not a positive count") }
+            guard value <= limit else { throw bad("its attribute \(name) is \(value), above the limit of \(limit)") }
+        }
+        guard numTokens * tokenDim <= Limits.rowValues else {
+            throw bad("a row of \(numTokens) x \(tokenDim) values is above the limit of \(Limits.rowValues)")
+        }
+        guard vqMean.isFinite, vqStd.isFinite, vqStd != 0 else {
+            throw bad("its normalization vq_mean \(vqMean), vq_std \(vqStd) is not finite (or vq_std is 0)")
+        }
+        guard classNames.count <= Limits.numClasses else {
+            throw bad("it records \(classNames.count) class names, above the limit of \(Limits.numClasses)")
+        }
+    }
+}
+
+extension LatentCacheReader {
+    static let datasetNames = ["latents", "latents_flip", "paths", "labels"]
+
+    /// Checks the shape of one dataset against the (validated) attributes.
+    public static func checkShape(dataset: String, dims: [UInt64], metadata m: LatentCacheMetadata, path: String) throws {
+        let expected: [UInt64] = dataset == "latents" || dataset == "latents_flip"
+            ? [UInt64(max(m.numImages, 0)), UInt64(max(m.numTokens, 0)), UInt64(max(m.tokenDim, 0))]
+            : [UInt64(max(m.numImages, 0))]
+        guard dims == expected else {
+            throw PipelineError.corruptFile(path: path, reason: "dataset \(dataset) has shape \(dims), expected \(expected)")
+        }
+    }
+
+    /// Labels as Ints, each in 0..<classCount when class names are recorded (else in
+    /// 0..<Limits.numClasses); the first offending row is named.
+    public static func checkLabels(_ raw: [Int64], classCount: Int, path: String) throws -> [Int] {
+        let limit = classCount > 0 ? classCount : LatentCacheMetadata.Limits.numClasses
+        if let i = raw.firstIndex(where: { $0 < 0 || $0 >= Int64(limit) }) {
+            let range = classCount > 0 ? "0...\(limit - 1) (its \(classCount) recorded class names)" : "0...\(limit - 1)"
+            throw PipelineError.corruptFile(path: path, reason: "row \(i) has label \(raw[i]), outside \(range)")
+        }
+        return raw.map { Int($0) }
     }
 }
 

@@ -152,7 +152,8 @@ public final class LatentCacheWriter {
     /// Opens `<path>.partial` for writing, resuming it when it belongs to the same job.
     /// - chunkRows: rows per HDF5 chunk of the latent datasets.
     /// - deflateLevel: nil for no compression, else shuffle + deflate at this level (1...9).
-    /// - overwrite: replace an existing complete cache at `path` (else that is an error).
+    /// - overwrite: replace an existing complete cache at `path` when the new one is complete
+    ///   (else an existing file is an error); the old file stays untouched until then.
     public init(path: String, metadata: LatentCacheMetadata, chunkRows: Int = 64, deflateLevel: Int? = nil,
                 overwrite: Bool = false) throws {
         _ = H5.silenced
@@ -162,11 +163,15 @@ public final class LatentCacheWriter {
         self.path = path
         self.metadata = metadata
         let fm = FileManager.default
-        if fm.fileExists(atPath: path) {
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: path, isDirectory: &isDir) {
+            guard !isDir.boolValue else {
+                throw PipelineError.invalidArgument("\(path) is a folder; the output of a latent cache is a .h5 file path.")
+            }
             guard overwrite else {
                 throw PipelineError.invalidArgument("The latent cache \(path) already exists; remove it or choose another output path.")
             }
-            try? fm.removeItem(atPath: path)
+            // Kept until the new cache is complete: `finish` renames the new file over it.
         }
         let partial = path + ".partial"
         var start = Start.fresh
@@ -188,7 +193,11 @@ public final class LatentCacheWriter {
             }
         }
         if file < 0 {
-            try create(partial, chunkRows: chunkRows, deflateLevel: deflateLevel)
+            do { try create(partial, chunkRows: chunkRows, deflateLevel: deflateLevel) } catch {
+                closeHandles()
+                try? fm.removeItem(atPath: partial)   // ours, and empty: nothing to resume
+                throw error
+            }
         }
         self.start = start
     }
@@ -197,6 +206,11 @@ public final class LatentCacheWriter {
 
     private func openExisting(_ partial: String) throws {
         file = try H5.id(H5Fopen(partial, h5f_acc_rdwr(), h5_p_default()), "open \(partial)")
+        // A partial file whose header never got written (killed, or a full disk, during create)
+        // holds nothing: start over. One with another job's header is refused below.
+        guard H5.attributeExists(file, "format"), H5.attributeExists(file, "rows_done") else {
+            throw PipelineError.hdf5("its header was never completed")
+        }
         let existing = try LatentCacheMetadata.read(from: file, path: partial)
         if let diff = existing.difference(from: metadata) {
             throw PipelineError.cacheMismatch("The partial cache \(partial) was started with \(diff); delete it or rerun with the same settings.")
@@ -293,6 +307,15 @@ public final class LatentCacheWriter {
         defer { H5Sclose(memSpace) }
         try H5.check(H5Dwrite(dataset, memType, memSpace, fileSpace, h5_p_default(), data),
                      "write rows \(rows.first!)...\(rows.last!) of \(partialPath) (disk full?)")
+    }
+
+    /// Moves the write position back to `row` (<= rowsDone): later rows will be written again.
+    public func rewind(to row: Int) throws {
+        guard row < rowsDone else { return }
+        guard row >= 0 else { throw PipelineError.invalidArgument("Cannot rewind a latent cache to row \(row).") }
+        try H5.setAttribute(file, "rows_done", int: row)
+        try H5.check(H5Fflush(file, H5F_SCOPE_LOCAL), "flush \(partialPath)")
+        rowsDone = row
     }
 
     /// The source path of the last written row (to find where a resumed job continues).

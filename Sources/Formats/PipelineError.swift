@@ -1,6 +1,7 @@
 // Errors of the data and file-format layer. Each case reads as one clear sentence.
 
 import Foundation
+import Tensor
 
 public enum PipelineError: Error, CustomStringConvertible, Equatable {
     /// A file or folder that should exist does not.
@@ -20,7 +21,10 @@ public enum PipelineError: Error, CustomStringConvertible, Equatable {
     /// The caller passed something inconsistent.
     case invalidArgument(String)
 
-    public var description: String {
+    /// One line: control characters read from files (names, paths) are escaped.
+    public var description: String { text.oneLine(limit: 1000) }
+
+    private var text: String {
         switch self {
         case .missingFile(let p): return "The file or folder \(p) does not exist."
         case .corruptFile(let p, let r): return "The file \(p) is not usable: \(r)."
@@ -41,4 +45,11 @@ extension PipelineError: LocalizedError {
 /// Prints a one-line warning to standard error.
 package func warn(_ message: String) {
     FileHandle.standardError.write(Data(("warning: " + message + "\n").utf8))
+}
+
+/// An error as one phrase (NSError dumps reduced to their description).
+public func oneSentence(_ error: Error) -> String {
+    if error is CocoaError || type(of: error) == NSError.self { return (error as NSError).localizedDescription }
+    if let e = error as? LocalizedError, let d = e.errorDescription { return d }
+    return "\(error)"
 }

@@ -22,6 +22,16 @@ public enum InterpolantPath: String, Codable, CaseIterable, Sendable {
     }
 }
 
+extension SiTConfig {
+    /// The path the model was trained on, from config.json's `path_type`: "linear" or "cosine";
+    /// the official releases write "edm" (their SiT constructor's default, unused by their
+    /// linear-path training), which reads as linear, as does a missing field.
+    public var interpolantPath: InterpolantPath {
+        if case let .string(name)? = extra["path_type"], let path = InterpolantPath(rawValue: name) { return path }
+        return .linear
+    }
+}
+
 /// How training times are drawn.
 public enum TimeSampling: String, Codable, CaseIterable, Sendable {
     /// t ~ U[0, 1).

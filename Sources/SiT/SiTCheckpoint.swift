@@ -14,8 +14,14 @@ extension SiT {
         let configPath = (folder as NSString).appendingPathComponent("config.json")
         let weightsPath = (folder as NSString).appendingPathComponent("model.safetensors")
         let config = try SiTConfig.read(from: configPath)
-        let model = try SiT(config: config)
         let file = try SafeTensorsFile(path: weightsPath)
+        // A config far larger than the weights cannot belong to them: refuse it before the
+        // model is allocated (small differences are named key by key by the strict load).
+        let stored = file.entries.values.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
+        if config.parameterCount > 2 * stored + 1e6 {
+            throw SiTError.invalidConfig("\(configPath) describes \(String(format: "%.3g", config.parameterCount)) parameters but \(weightsPath) holds only \(Int(stored)) values; they do not belong together")
+        }
+        let model = try SiT(config: config)
         do {
             try model.load(from: file)
         } catch let CheckpointError.shapeMismatch(key, expected, found, _) {

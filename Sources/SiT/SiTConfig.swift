@@ -109,11 +109,56 @@ public struct SiTConfig: Codable, Equatable, Sendable {
     /// Shape of one latent sample: (T, C) for 1-D models, (C, H, W) for 2-D models.
     public var latentShape: [Int] { vae1D ? [inputSize, inChannels] : [inChannels, inputSize, inputSize] }
 
-    /// Checks that the numbers describe a model that can be built.
+    /// Upper bounds of a buildable SiT (far above every released model: SiT-XL is 1152 wide,
+    /// 28 deep, 675 M parameters), checked before anything is allocated.
+    public enum Limits {
+        public static let hiddenSize = 16384
+        public static let depth = 256
+        public static let numClasses = 1_000_000
+        /// Tokens (1-D) or latent side (2-D).
+        public static let inputSize = 4096
+        public static let inChannels = 16384
+        public static let mlpRatio = 64.0
+        /// Sequence length after patchifying.
+        public static let numTokens = 65536
+        public static let parameters = 20e9
+    }
+
+    /// Parameters of the model this config builds (exact for the layers SiT makes; computed in
+    /// floating point so that absurd configs cannot overflow).
+    public var parameterCount: Double {
+        let d = Double(hiddenSize), m = (Double(hiddenSize) * mlpRatio).rounded(.towardZero)
+        let c = Double(inChannels), p = Double(patchSize)
+        let t = vae1D ? Double(inputSize) : (Double(inputSize) / p).rounded(.down) * (Double(inputSize) / p).rounded(.down)
+        let headDim = Double(numHeads) > 0 ? d / Double(numHeads) : 0
+        let block = (3 * d * d + 3 * d) + (d * d + d) + (qkNorm ? 4 * headDim : 0) + (d * m + m) + (m * d + d) + (6 * d * d + 6 * d)
+        let embed = (vae1D ? c * d + d : c * p * p * d + d) + (256 * d + d) + (d * d + d)
+            + Double(numClasses + (classDropoutProb > 0 ? 1 : 0)) * d + t * d
+        let final = d * (p * p * c) + p * p * c + d * 2 * d + 2 * d
+        return Double(depth) * block + embed + final
+    }
+
+    /// Checks that the numbers describe a model that can be built: positive, divisible, within
+    /// `Limits`, before any tensor is allocated. Throws one sentence naming the field.
     public func validate() throws {
         func fail(_ why: String) -> SiTError { .invalidConfig(why) }
+        let ranges: [(String, Int, ClosedRange<Int>)] = [
+            ("hidden_size", hiddenSize, 1...Limits.hiddenSize), ("depth", depth, 0...Limits.depth),
+            ("num_heads", numHeads, 1...Limits.hiddenSize), ("in_channels", inChannels, 1...Limits.inChannels),
+            ("input_size", inputSize, 1...Limits.inputSize), ("num_classes", numClasses, 1...Limits.numClasses),
+            ("patch_size", patchSize, 1...Limits.inputSize), ("decoder_hidden_size", decoderHiddenSize, 1...Limits.hiddenSize),
+        ]
         guard hiddenSize > 0, depth >= 0, numHeads > 0, inChannels > 0, inputSize > 0, numClasses > 0, patchSize > 0 else {
             throw fail("sizes must be positive (hidden_size \(hiddenSize), depth \(depth), num_heads \(numHeads), in_channels \(inChannels), input_size \(inputSize), num_classes \(numClasses), patch_size \(patchSize))")
+        }
+        for (field, value, range) in ranges where !range.contains(value) {
+            throw fail("\(field) \(value) is outside \(range.lowerBound)...\(range.upperBound)")
+        }
+        guard mlpRatio.isFinite, mlpRatio > 0, mlpRatio <= Limits.mlpRatio else {
+            throw fail("mlp_ratio \(mlpRatio) must be positive and at most \(Int(Limits.mlpRatio))")
+        }
+        guard classDropoutProb.isFinite, classDropoutProb >= 0, classDropoutProb < 1 else {
+            throw fail("class_dropout_prob \(classDropoutProb) must be in [0, 1)")
         }
         guard hiddenSize % numHeads == 0 else { throw fail("hidden_size \(hiddenSize) is not divisible by num_heads \(numHeads)") }
         guard hiddenSize % 2 == 0 else { throw fail("hidden_size \(hiddenSize) must be even for the sin-cos position table") }
@@ -124,37 +169,47 @@ public struct SiTConfig: Codable, Equatable, Sendable {
             guard inputSize % patchSize == 0 else { throw fail("input_size \(inputSize) is not divisible by patch_size \(patchSize)") }
             guard hiddenSize % 4 == 0 else { throw fail("hidden_size \(hiddenSize) must be divisible by 4 for the 2-D sin-cos table") }
         }
-        guard mlpRatio > 0, classDropoutProb >= 0, classDropoutProb < 1 else {
-            throw fail("mlp_ratio \(mlpRatio) must be positive and class_dropout_prob \(classDropoutProb) in [0, 1)")
+        guard mlpHiddenSize >= 1 else { throw fail("mlp_ratio \(mlpRatio) gives an MLP of width \(mlpHiddenSize)") }
+        guard numTokens <= Limits.numTokens else {
+            throw fail("\(numTokens) tokens (input_size \(inputSize), patch_size \(patchSize)) exceed the limit of \(Limits.numTokens)")
+        }
+        guard outputWidth <= Limits.inChannels * 64 else {
+            throw fail("patch_size \(patchSize) with in_channels \(inChannels) gives an output width of \(outputWidth), above the limit of \(Limits.inChannels * 64)")
+        }
+        let parameters = parameterCount
+        guard parameters <= Limits.parameters else {
+            throw fail(String(format: "the model would have %.3g parameters, above the limit of %.0e", parameters, Limits.parameters))
         }
     }
 
     // MARK: Codable (official field names; defaults of the official constructor where missing)
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: AnyKey.self)
-        func get<T: Decodable>(_ k: Keys, _ type: T.Type) throws -> T? {
-            try c.decodeIfPresent(T.self, forKey: AnyKey(stringValue: k.rawValue))
-        }
-        let vae1D = try get(.vae_1d, Bool.self) ?? false
-        let hidden = try get(.hidden_size, Int.self) ?? 1152
+    /// Builds the config from the fields of config.json (`file` names it in errors). Missing or
+    /// null fields take the official constructor's defaults; a field of the wrong type or a
+    /// fractional size is refused with one sentence naming the field.
+    public init(json: [String: JSONValue], file: String = "config.json") throws {
+        let f = JSONFields(json, file: file, error: { SiTError.invalidConfig($0) })
+        let vae1D = try f.bool(Keys.vae_1d.rawValue, false)
+        let hidden = try f.int(Keys.hidden_size.rawValue, 1152)
         self.init(hiddenSize: hidden,
-                  depth: try get(.depth, Int.self) ?? 28,
-                  numHeads: try get(.num_heads, Int.self) ?? 16,
-                  mlpRatio: try get(.mlp_ratio, Double.self) ?? 4,
-                  patchSize: try get(.patch_size, Int.self) ?? 2,
-                  inChannels: try get(.in_channels, Int.self) ?? 4,
-                  inputSize: try get(.input_size, Int.self) ?? 32,
-                  numClasses: try get(.num_classes, Int.self) ?? 1000,
-                  classDropoutProb: try get(.class_dropout_prob, Double.self) ?? 0.1,
+                  depth: try f.int(Keys.depth.rawValue, 28),
+                  numHeads: try f.int(Keys.num_heads.rawValue, 16),
+                  mlpRatio: try f.double(Keys.mlp_ratio.rawValue, 4),
+                  patchSize: try f.int(Keys.patch_size.rawValue, 2),
+                  inChannels: try f.int(Keys.in_channels.rawValue, 4),
+                  inputSize: try f.int(Keys.input_size.rawValue, 32),
+                  numClasses: try f.int(Keys.num_classes.rawValue, 1000),
+                  classDropoutProb: try f.double(Keys.class_dropout_prob.rawValue, 0.1),
                   vae1D: vae1D,
-                  qkNorm: try get(.qk_norm, Bool.self) ?? false,
-                  decoderHiddenSize: try get(.decoder_hidden_size, Int.self) ?? hidden,
+                  qkNorm: try f.bool(Keys.qk_norm.rawValue, false),
+                  decoderHiddenSize: try f.int(Keys.decoder_hidden_size.rawValue, hidden),
                   extra: [:])
         let known = Set(Keys.allCases.map(\.rawValue))
-        for key in c.allKeys where !known.contains(key.stringValue) {
-            extra[key.stringValue] = try c.decode(JSONValue.self, forKey: key)
-        }
+        for (key, value) in json where !known.contains(key) { extra[key] = value }
+    }
+
+    public init(from decoder: Decoder) throws {
+        try self.init(json: try [String: JSONValue](from: decoder))
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -175,16 +230,22 @@ public struct SiTConfig: Codable, Equatable, Sendable {
         try put(.decoder_hidden_size, decoderHiddenSize)
     }
 
-    /// Reads config.json.
+    /// Reads and validates config.json. Every failure is one sentence naming the file: missing,
+    /// empty, not JSON, not an object, a field of the wrong type, or sizes that cannot be built.
     public static func read(from path: String) throws -> SiTConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SiTError.io(path, "no such file or not readable")
-        }
+        let json: [String: JSONValue]
         do {
-            return try JSONDecoder().decode(SiTConfig.self, from: data)
-        } catch {
-            throw SiTError.invalidConfig("\(path) is not a valid SiT config.json: \(error)")
+            json = try JSONFile.readObject(at: path)
+        } catch let CheckpointError.config(why) {
+            throw SiTError.io(path, why)
         }
+        let config = try SiTConfig(json: json, file: path)
+        do {
+            try config.validate()
+        } catch let SiTError.invalidConfig(why) {
+            throw SiTError.invalidConfig("\(path): \(why)")
+        }
+        return config
     }
 
     /// Writes config.json (sorted keys, indented, as the hub mixin does).
@@ -211,7 +272,7 @@ public enum SiTError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .invalidConfig(why): return "invalid SiT config: \(why)"
+        case let .invalidConfig(why): return "invalid SiT config: \(why.oneLine(limit: 600))"
         case let .badLatentShape(expected, found):
             return "SiT input has shape \(found) but the model expects \(expected)"
         case let .labelOutOfRange(label, index, range):
@@ -219,7 +280,7 @@ public enum SiTError: Error, CustomStringConvertible, Equatable {
         case let .batchMismatch(why): return "SiT batch mismatch: \(why)"
         case let .checkpointDisagreesWithConfig(key, fromConfig, inFile):
             return "model.safetensors does not match config.json: tensor '\(key)' has shape \(inFile) but config.json implies \(fromConfig)"
-        case let .io(path, why): return "\(path): \(why)"
+        case let .io(path, why): return (why.hasPrefix(path) ? why : "\(path): \(why)").oneLine(limit: 600)
         case let .nonFinite(what): return "non-finite values: \(what)"
         }
     }

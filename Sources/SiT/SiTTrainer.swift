@@ -67,7 +67,7 @@ public final class SiTTrainer {
         optimizer.lr = lr
         Autograd.noGrad {
             optimizer.update(gradientScale: clipCoefficient(norm: norm, maxNorm: maxGradNorm))
-            if let ema { EMA.update(ema, from: model, decay: emaDecay) }
+            if let ema { EMA.update(ema, from: model, decay: EMA.warmedUp(emaDecay, updates: stepCount)) }
         }
         model.zeroGrad()
         stepCount += 1

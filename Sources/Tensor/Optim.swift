@@ -76,6 +76,15 @@ public final class AdamW {
 /// Exponential moving average of a model's tensors into a shadow model of the same
 /// architecture: ema = decay * ema + (1 - decay) * param.
 public enum EMA {
+    /// The decay of the (updates + 1)-th update with warm-up: min(decay, (1 + n) / (10 + n)), so
+    /// early averages follow the recent weights instead of the initialization.
+    public static func warmedUp(_ decay: Float, updates n: Int) -> Float {
+        min(decay, Float(1 + n) / Float(10 + n))
+    }
+
+    /// Updates needed before the EMA averages over its full horizon (about 1 / (1 - decay)).
+    public static func horizon(_ decay: Float) -> Int { decay < 1 ? Int((1 / (1 - Double(decay))).rounded()) : .max }
+
     public static func update(_ ema: any Module, from model: any Module, decay: Float) {
         let target = ema.namedTensors(), source = model.namedTensors()
         precondition(target.count == source.count, "EMA: different architectures")

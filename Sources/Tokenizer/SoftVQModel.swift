@@ -199,8 +199,14 @@ extension SoftVQModel {
     ///   quant_conv, about half the weights), for sampling; `encode` then throws.
     public static func load(folder: String, decoderOnly: Bool = false, log: (String) -> Void = { print($0) },
                             configure: (inout TokenizerConfig) throws -> Void = { _ in }) throws -> SoftVQModel {
-        var config = try TokenizerConfig.load(path: (folder as NSString).appendingPathComponent("config.json"))
+        let configPath = (folder as NSString).appendingPathComponent("config.json")
+        var config = try TokenizerConfig.load(path: configPath)
         try configure(&config)
+        do {
+            try config.validate()
+        } catch TokenizerError.config(let why) {
+            throw TokenizerError.config("\(configPath): \(why)")
+        }
         return try load(config: config, weights: (folder as NSString).appendingPathComponent("model.safetensors"),
                         decoderOnly: decoderOnly, log: log)
     }
@@ -211,8 +217,16 @@ extension SoftVQModel {
         do { file = try SafeTensorsFile(path: path) } catch {
             throw TokenizerError.checkpoint("cannot open tokenizer weights: \(error)")
         }
+        try config.validate()
+        try checkArchitecture(config, against: file)
+        // A config far larger than the weights cannot belong to them: refuse it before the model
+        // is allocated (smaller differences are named key by key by the strict load).
+        let stored = file.entries.values.reduce(0.0) { $0 + Double($1.shape.reduce(1, *)) }
+        let needed = try config.parameterCount
+        if needed > 2 * stored + 1e7 {
+            throw TokenizerError.checkpoint("the tokenizer config describes \(String(format: "%.3g", needed)) parameters but \(path) holds only \(Int(stored)) values; they do not belong together")
+        }
         let model = try SoftVQModel(config: config, initialization: .uninitialized)
-        try model.checkArchitecture(against: file)
         do {
             let encoderKey = { (k: String) in k.hasPrefix("encoder.") || k.hasPrefix("quant_conv.") }
             let skipped = try model.load(from: file, skip: isTrainingOnlyKey, read: { !decoderOnly || !encoderKey($0) })
@@ -228,16 +242,18 @@ extension SoftVQModel {
     }
 
     /// Explains a config/weights disagreement in terms of config fields before the strict load.
-    func checkArchitecture(against file: SafeTensorsFile) throws {
+    /// Reads only the config and the file's header, so it runs before the model is allocated.
+    static func checkArchitecture(_ config: TokenizerConfig, against file: SafeTensorsFile) throws {
         let name = (file.path as NSString).lastPathComponent
+        let encoderSpec = try config.encoderSpec, decoderSpec = try config.decoderSpec
         func shape(_ k: String) -> [Int]? { file.entries[k]?.shape }
         func depth(_ prefix: String) -> Int {
             var d = 0
             while file.entries["\(prefix).blocks.\(d).norm1.weight"] != nil { d += 1 }
             return d
         }
-        for (role, prefix, spec, fields) in [("encoder", "encoder.model", encoder.model.spec, ("enc_embed_dim", "enc_depth", "enc_patch_size", "encoder_model")),
-                                             ("decoder", "decoder.model", decoder.model.spec, ("dec_embed_dim", "dec_depth", "dec_patch_size", "decoder_model"))] {
+        for (role, prefix, spec, fields) in [("encoder", "encoder.model", encoderSpec, ("enc_embed_dim", "enc_depth", "enc_patch_size", "encoder_model")),
+                                             ("decoder", "decoder.model", decoderSpec, ("dec_embed_dim", "dec_depth", "dec_patch_size", "decoder_model"))] {
             if let s = shape("\(prefix).pos_embed"), s.count == 3 {
                 if s[2] != spec.width {
                     throw TokenizerError.checkpoint("\(name): the \(role) ViT is \(s[2]) wide but the config (\(fields.3) / \(fields.0)) gives \(spec.width)")

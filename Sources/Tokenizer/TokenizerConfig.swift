@@ -29,7 +29,7 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable, Localized
 
     public var description: String {
         switch self {
-        case let .badInput(s), let .config(s), let .checkpoint(s), let .unsupported(s): return s
+        case let .badInput(s), let .config(s), let .checkpoint(s), let .unsupported(s): return s.oneLine(limit: 600)
         }
     }
     public var errorDescription: String? { description }
@@ -155,31 +155,19 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         "enc_token_drop_max": .double(0.6), "rope_mixed": .bool(false), "rope_theta": .double(10),
     ]
 
-    public init(json: [String: JSONValue]) throws {
+    /// Builds the config from the fields of config.json (`file` names it in errors). Missing
+    /// fields take the official defaults; a field of the wrong type or a fractional or
+    /// out-of-range integer is refused with one sentence naming the field.
+    public init(json: [String: JSONValue], file: String = "config.json") throws {
         self.init()
         raw = json
-        func int(_ k: String, _ d: Int) throws -> Int {
-            guard let v = json[k] else { return d }
-            guard let i = v.intValue else { throw TokenizerError.config("config.json: '\(k)' must be an integer") }
-            return i
-        }
-        func dbl(_ k: String, _ d: Double) throws -> Double {
-            guard let v = json[k] else { return d }
-            guard let x = v.doubleValue else { throw TokenizerError.config("config.json: '\(k)' must be a number") }
-            return x
-        }
-        func bool(_ k: String, _ d: Bool) throws -> Bool {
-            guard let v = json[k] else { return d }
-            guard let b = v.boolValue else { throw TokenizerError.config("config.json: '\(k)' must be true or false") }
-            return b
-        }
-        func str(_ k: String, _ d: String) throws -> String {
-            guard let v = json[k] else { return d }
-            guard let s = v.stringValue else { throw TokenizerError.config("config.json: '\(k)' must be a string") }
-            return s
-        }
-        func optInt(_ k: String) throws -> Int? { json[k] == nil || json[k] == .null ? nil : try int(k, 0) }
-        func optDbl(_ k: String) throws -> Double? { json[k] == nil || json[k] == .null ? nil : try dbl(k, 0) }
+        let fields = JSONFields(json, file: file, nullIsMissing: false, error: { TokenizerError.config($0) })
+        func int(_ k: String, _ d: Int) throws -> Int { try fields.int(k, d) }
+        func dbl(_ k: String, _ d: Double) throws -> Double { try fields.double(k, d) }
+        func bool(_ k: String, _ d: Bool) throws -> Bool { try fields.bool(k, d) }
+        func str(_ k: String, _ d: String) throws -> String { try fields.string(k, d) }
+        func optInt(_ k: String) throws -> Int? { try fields.optionalInt(k) }
+        func optDbl(_ k: String) throws -> Double? { try fields.optionalDouble(k) }
         // Missing fields take the official ModelArgs defaults.
         imageSize = try int("image_size", 256)
         baseImageSize = try int("base_image_size", 256)
@@ -253,17 +241,17 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
 
     public func encode(to encoder: Encoder) throws { try json.encode(to: encoder) }
 
+    /// Reads config.json. Every failure is one sentence naming the file (missing, empty, not
+    /// JSON, not an object, a field of the wrong type); the architecture is checked by
+    /// `validate()` when a model is built (after any `configure` adjustments).
     public static func load(path: String) throws -> TokenizerConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw TokenizerError.config("cannot read tokenizer config \(path)")
-        }
+        let json: [String: JSONValue]
         do {
-            return try JSONDecoder().decode(TokenizerConfig.self, from: data)
-        } catch let e as TokenizerError {
-            throw e
-        } catch {
-            throw TokenizerError.config("\(path) is not a valid tokenizer config.json: \(error.localizedDescription)")
+            json = try JSONFile.readObject(at: path)
+        } catch let CheckpointError.config(why) {
+            throw TokenizerError.config(why)
         }
+        return try TokenizerConfig(json: json, file: path)
     }
 
     /// config.json text: sorted keys, indent 2 (as save_pretrained writes it).
@@ -295,21 +283,72 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         let w = width ?? named.width
         // With an overridden width and no explicit head count, keep the head width at 64.
         let h = heads ?? (width == nil ? named.heads : max(1, w / 64))
-        let s = ViTSpec(width: w, depth: depth ?? named.depth, heads: h, mlpRatio: mlpRatio ?? 4,
+        let d = depth ?? named.depth, ratio = mlpRatio ?? 4
+        let L = Self.Limits.self
+        // Ranges first, so that nothing below (or in the model constructor) can overflow.
+        for (field, value, limit) in [("width", w, L.width), ("depth", d, L.depth), ("heads", h, L.width)]
+        where value > limit {
+            throw TokenizerError.config("the \(role) ViT \(field) \(value) is above the limit of \(limit)")
+        }
+        guard ratio.isFinite, ratio > 0, ratio <= L.mlpRatio else {
+            throw TokenizerError.config("the \(role) mlp_ratio \(ratio) must be positive and at most \(Int(L.mlpRatio))")
+        }
+        let s = ViTSpec(width: w, depth: d, heads: h, mlpRatio: ratio,
                         layerScale: named.layerScale, patchSize: patch, imageSize: imageSize)
         guard s.width > 0, s.depth > 0, s.heads > 0, s.width % s.heads == 0 else {
             throw TokenizerError.config("\(role) width \(s.width) is not divisible into \(s.heads) heads")
         }
-        guard patch > 0, imageSize % patch == 0 else {
+        guard patch > 0, imageSize > 0, imageSize <= L.imageSize, patch <= imageSize, imageSize % patch == 0 else {
             throw TokenizerError.config("image_size \(imageSize) is not a multiple of the \(role) patch size \(patch)")
         }
+        guard s.mlpHidden >= 1 else {
+            throw TokenizerError.config("the \(role) mlp_ratio \(ratio) gives an MLP of width \(s.mlpHidden)")
+        }
         return s
+    }
+
+    /// Upper bounds of a buildable tokenizer (far above the released ones: ViT-L is 1024 wide and
+    /// 24 deep, 256 or 512 px, 64 tokens, 4 codebooks of 8192 x 32), checked before anything
+    /// is allocated.
+    public enum Limits {
+        public static let imageSize = 4096
+        public static let width = 16384
+        public static let depth = 256
+        public static let mlpRatio = 64.0
+        public static let latentTokens = 16384
+        public static let codebookSize = 1 << 20
+        public static let codebookEmbedDim = 16384
+        public static let repaDim = 65536
+        public static let parameters = 20e9
+    }
+
+    /// Parameters (and buffers) of the model this config builds, exactly (the official key
+    /// layout); floating point, so absurd configs cannot overflow.
+    public var parameterCount: Double {
+        get throws {
+            let enc = try encoderSpec, dec = try decoderSpec
+            func vit(_ s: ViTSpec) -> Double {
+                let w = Double(s.width), m = Double(s.mlpHidden), p = Double(s.patchSize)
+                let ls = s.layerScale ? 2 * w : 0
+                let block = 2 * w + (3 * w * w + 3 * w) + (w * w + w) + 2 * w + (w * m + m) + (m * w + w) + ls
+                return (3 * p * p * w + w) + w + (1 + Double(s.numPatches)) * w + Double(s.depth) * block + 2 * w
+            }
+            let l = Double(numLatentTokens), e = Double(codebookEmbedDim)
+            let we = Double(enc.width), wd = Double(dec.width), pixels = 3 * Double(dec.patchSize) * Double(dec.patchSize)
+            let encoderExtra = 2 * l * we + (encTokenDrop > 0 ? we : 0)
+            let decoderExtra = wd + l * wd + (wd * pixels + pixels)
+            let convs = (we * e + e) + (e * wd + wd)
+            let quantizer = Double(numCodebooks) * Double(codebookSize) * e
+                + (codebookShowUsage ? Double(numCodebooks) * Double(SoftVectorQuantizer.historyLength) : 0)
+            return vit(enc) + encoderExtra + vit(dec) + decoderExtra + convs + quantizer
+        }
     }
 
     /// Tokens per codebook segment.
     public var tokensPerCodebook: Int { numLatentTokens / max(numCodebooks, 1) }
 
-    /// Checks everything the model constructor relies on; throws one clear sentence.
+    /// Checks everything the model constructor relies on (positive, divisible, within `Limits`),
+    /// before anything is allocated; throws one clear sentence naming the field.
     public func validate() throws {
         guard encType == "vit", decType == "vit" else {
             throw TokenizerError.unsupported("enc_type '\(encType)' / dec_type '\(decType)': only the ViT tokenizer ('vit') is implemented")
@@ -317,10 +356,29 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         guard numCodebooks > 0, numLatentTokens > 0, numLatentTokens % numCodebooks == 0 else {
             throw TokenizerError.config("num_latent_tokens (\(numLatentTokens)) must be a positive multiple of num_codebooks (\(numCodebooks))")
         }
+        guard numLatentTokens <= Limits.latentTokens else {
+            throw TokenizerError.config("num_latent_tokens \(numLatentTokens) is above the limit of \(Limits.latentTokens)")
+        }
         guard codebookSize > 0, codebookEmbedDim > 0 else {
             throw TokenizerError.config("codebook_size and codebook_embed_dim must be positive")
         }
-        guard tau > 0 else { throw TokenizerError.config("tau must be positive, got \(tau)") }
+        guard codebookSize <= Limits.codebookSize, codebookEmbedDim <= Limits.codebookEmbedDim else {
+            throw TokenizerError.config("codebook_size \(codebookSize) / codebook_embed_dim \(codebookEmbedDim) are above the limits of \(Limits.codebookSize) / \(Limits.codebookEmbedDim)")
+        }
+        guard tau > 0, tau.isFinite else { throw TokenizerError.config("tau must be positive, got \(tau)") }
+        for (field, value) in [("entropy_loss_ratio", entropyLossRatio), ("vq_mean", vqMean), ("vq_std", vqStd),
+                               ("layer_scale_init", layerScaleInit ?? 0)] where !value.isFinite {
+            throw TokenizerError.config("\(field) must be a finite number, got \(value)")
+        }
+        guard vqStd != 0 else { throw TokenizerError.config("vq_std must not be 0 (latents are divided by it)") }
+        guard encTokenDrop.isFinite, encTokenDrop >= 0, encTokenDrop <= 1 else {
+            throw TokenizerError.config("enc_token_drop \(encTokenDrop) must be in [0, 1]")
+        }
+        if repa {
+            guard (1...Limits.repaDim).contains(repaProjDim), (1...Limits.imageSize).contains(repaPatchSize) else {
+                throw TokenizerError.config("repa_proj_dim \(repaProjDim) / repa_patch_size \(repaPatchSize) must be in 1...\(Limits.repaDim) / 1...\(Limits.imageSize)")
+            }
+        }
         guard toPixel == "linear" else {
             throw TokenizerError.unsupported("to_pixel '\(toPixel)': only 'linear' is implemented")
         }
@@ -331,8 +389,15 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
             throw TokenizerError.unsupported("dec_cls_token=false is not implemented (the official code cannot run it either: its position table keeps the class row)")
         }
         guard imageSize > 0 else { throw TokenizerError.config("image_size must be positive") }
+        guard imageSize <= Limits.imageSize else {
+            throw TokenizerError.config("image_size \(imageSize) is above the limit of \(Limits.imageSize)")
+        }
         _ = try encoderSpec
         _ = try decoderSpec
+        let parameters = try parameterCount
+        guard parameters <= Limits.parameters else {
+            throw TokenizerError.config(String(format: "the tokenizer would have %.3g parameters, above the limit of %.0e", parameters, Limits.parameters))
+        }
     }
 }
 

@@ -131,7 +131,7 @@ public final class TokenizerTrainer {
         optimizer.lr = schedule.lr(at: step)
         Autograd.noGrad { optimizer.update(gradientScale: clipCoefficient(norm: stats.gradNorm, maxNorm: maxGradNorm)) }
         if let ema {
-            EMA.update(ema, from: model, decay: emaDecay)
+            EMA.update(ema, from: model, decay: EMA.warmedUp(emaDecay, updates: step))
             if let a = ema.quantizer.codebookUsed, let b = model.quantizer.codebookUsed { a.assign(b) }
         }
         step += 1

@@ -18,11 +18,13 @@ struct Bench: ParsableCommand {
         )
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var precision: PrecisionOptions
-        @Option(help: "Timed repetitions per variant (variants alternate).") var repeats = 20
+        @Option(parsing: .unconditional, help: "Timed repetitions per variant (variants alternate).") var repeats = 20
         @Flag(help: "Tiny shapes, two repetitions: proves the command works (used by CI).") var smoke = false
         @Option(help: "Also write the rows as JSON to this path.") var json: String?
         @Option(help: "Products to time instead of the SiT-XL shapes, comma-separated MxKxN (x (M, K) times W^T, W (N, K)), e.g. 1x1152x6912,4x1152x6912.")
         var shapes: String?
+
+        func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
@@ -60,8 +62,8 @@ struct Bench: ParsableCommand {
             abstract: "SiT-XL forward over 64 SoftVQ tokens against the 1024-token SD-VAE baseline (and 32 tokens, SiT-XL/2, 512 px), random weights of the released shapes.",
             discussion: "Variants are timed in interleaved rounds after a warm-up; medians with min..max. Writes <out>.md, <out>.json and <out>.png.\n\nExample: gen bench generation --repeats 3 --out bench/generation")
         @OptionGroup var compute: ComputeOptions
-        @Option(help: "Interleaved timing rounds.") var repeats = 3
-        @Option(help: "Sampler steps of the end-to-end guided image.") var steps = 25
+        @Option(parsing: .unconditional, help: "Interleaved timing rounds.") var repeats = 3
+        @Option(parsing: .unconditional, help: "Sampler steps of the end-to-end guided image.") var steps = 25
         @Flag(name: .customLong("skip-512"), help: "Leave out the 4096-token (512 px) forward, which takes about a minute.") var skip512 = false
         @Flag(help: "Tiny model, proves the command works (used by CI).") var smoke = false
         @Option(help: "Only the variants over these token counts, comma-separated (64, 32, 1024, 256, 4096).") var tokens: String?
@@ -70,6 +72,8 @@ struct Bench: ParsableCommand {
         @OptionGroup var precision: PrecisionOptions
         @Option(help: "Matmul backends of the Linear layers, comma-separated (onednn, openblas); with several, each case runs once per backend in every round and the report gives their ratios.")
         var engine: String = "onednn"
+
+        func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
@@ -123,9 +127,11 @@ struct Bench: ParsableCommand {
             abstract: "One SiT-B/1 training step (64 tokens, batch 16, AdamW) and one tokenizer training step.",
             discussion: "Example: gen bench training --repeats 3")
         @OptionGroup var compute: ComputeOptions
-        @Option(help: "Timed repetitions.") var repeats = 3
+        @Option(parsing: .unconditional, help: "Timed repetitions.") var repeats = 3
         @Flag(help: "Tiny models, proves the command works (used by CI).") var smoke = false
         @Flag(name: .customLong("skip-tokenizer"), help: "Only the SiT-B/1 step.") var skipTokenizer = false
+
+        func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
@@ -146,9 +152,11 @@ struct Bench: ParsableCommand {
             discussion: "Example: gen bench tokenizer --presets softvq-b-64,softvq-l-64 --batch 1")
         @OptionGroup var compute: ComputeOptions
         @Option(help: "Comma-separated tokenizer presets.") var presets = "softvq-b-64,softvq-l-64"
-        @Option(help: "Images per call.") var batch = 1
-        @Option(help: "Timed repetitions (the fastest is reported).") var repeats = 3
+        @Option(parsing: .unconditional, help: "Images per call.") var batch = 1
+        @Option(parsing: .unconditional, help: "Timed repetitions (the fastest is reported).") var repeats = 3
         @Flag(help: "A tiny tokenizer, proves the command works (used by CI).") var smoke = false
+
+        func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()

@@ -17,21 +17,29 @@ struct Eval: ParsableCommand {
     @Option(help: "Tokenizer checkpoint folder.") var tokenizer: String
     @Option(help: "SiT checkpoint folder (omit to evaluate only the tokenizer).") var sit: String?
     @Option(help: "Classifier folder (from gen train-classifier).") var classifier: String
-    @Option(name: .customLong("per-class"), help: "Generated images per class for each setting.") var perClass = 50
+    @Option(name: .customLong("per-class"), parsing: .unconditional, help: "Generated images per class for each setting.") var perClass = 50
     @Option(name: .customLong("cfg-scales"), help: "Comma-separated CFG scales.") var cfgScales = "1,1.5,2,3"
     @Option(help: "Comma-separated sampler step counts.") var steps = "10,25"
     @Option(help: "euler, heun or euler-maruyama.") var sampler: SamplerMethod = .euler
-    @Option(name: .customLong("guidance-low"), help: "Guidance applies for t >= this.") var guidanceLow: Double = 0
-    @Option(name: .customLong("guidance-high"), help: "Guidance applies for t <= this.") var guidanceHigh: Double = 1
-    @Option(help: "Seed of the generated images.") var seed: UInt64 = 0
-    @Option(name: .customLong("reconstruction-limit"), help: "Reconstruct only the first N test images.") var reconstructionLimit: Int?
+    @Option(name: .customLong("guidance-low"), parsing: .unconditional, help: "Guidance applies for t >= this.") var guidanceLow: Double = 0
+    @Option(name: .customLong("guidance-high"), parsing: .unconditional, help: "Guidance applies for t <= this.") var guidanceHigh: Double = 1
+    @Option(parsing: .unconditional, help: "Seed of the generated images.") var seed: UInt64 = 0
+    @Option(name: .customLong("reconstruction-limit"), parsing: .unconditional, help: "Reconstruct only the first N test images.") var reconstructionLimit: Int?
     @Option(help: "Folder for eval.md, eval.json and plots.") var out: String?
+
+    func validate() throws {
+        try require(perClass, "--per-class", in: 1...1_000_000)
+        try require(guidanceLow, "--guidance-low", in: Limits.unitInterval)
+        try require(guidanceHigh, "--guidance-high", in: Limits.unitInterval)
+        try require(reconstructionLimit, "--reconstruction-limit", in: 1...Limits.images.upperBound)
+        guard guidanceLow <= guidanceHigh else { throw ValidationError("--guidance-low must not exceed --guidance-high.") }
+    }
 
     func run() throws {
         compute.apply()
         try userFacing {
-            var o = EvalOptions(tokenizer: tokenizer, classifier: classifier + "/model.safetensors")
-            o.sit = sit; o.perClass = perClass; o.method = sampler; o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
+            var o = EvalOptions(tokenizer: checkpointFolder(tokenizer), classifier: classifier + "/model.safetensors")
+            o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.method = sampler; o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
             o.seed = seed; o.reconstructionLimit = reconstructionLimit; o.out = out
             o.cfgScales = try cfgScales.split(separator: ",").map {
                 guard let v = Double($0) else { throw PipelineError.invalidArgument("'\($0)' is not a CFG scale.") }

@@ -6,11 +6,6 @@ import Foundation
 
 @main
 struct Gen: ParsableCommand {
-    static func main() {
-        OpenMPWaitPolicy.applyBeforeStart()
-        main(nil)
-    }
-
     static let configuration = CommandConfiguration(
         commandName: "gen",
         abstract: "SoftVQ-VAE latent diffusion in Swift: tokenize images, train SiT, sample, benchmark.",
@@ -24,6 +19,23 @@ struct Gen: ParsableCommand {
         subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
                       TrainClassifier.self, Info.self, Convert.self, Init.self, Bench.self]
     )
+
+    /// Exit status: 0 success, 1 a failed job (one sentence from `userFacing`), 2 a usage error
+    /// (unknown option, value out of range: ArgumentParser's message and the usage line).
+    static func main() {
+        OpenMPWaitPolicy.applyBeforeStart()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure || (code != .success && code != .failure && !(error is ExitCode)) {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// oneDNN runs on GNU OpenMP, whose threads by default busy-wait (300,000 spins) after every

@@ -41,14 +41,29 @@ struct Info: ParsableCommand {
                 folder = path + "/checkpoint"
                 if let s = try? String(contentsOfFile: folder + "/state.json", encoding: .utf8),
                    let obj = try? JSONSerialization.jsonObject(with: Data(s.utf8)) as? [String: Any] {
-                    print("training run \(path): step \(obj["step"] ?? "?") (\(obj["kind"] ?? "?"))")
+                    let target = (obj["options"] as? [String: Any])?["steps"] as? Int
+                    print("training run \(path): \(obj["kind"] ?? "?"), step \(obj["step"] ?? "?")\(target.map { " of \($0)" } ?? "")")
                 }
             }
-            let configPath = folder + "/config.json"
-            guard let data = FileManager.default.contents(atPath: configPath),
-                  let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-                throw PipelineError.missingFile(configPath)
+            if !FileManager.default.fileExists(atPath: folder + "/config.json"),
+               FileManager.default.fileExists(atPath: folder + "/model.safetensors") {
+                // The evaluation classifier: weights (and metrics.json) without config.json.
+                let weights = try SafeTensorsFile(path: folder + "/model.safetensors")
+                _ = try FashionClassifier.load(path: folder + "/model.safetensors")
+                print("Fashion-MNIST classifier \(folder)")
+                if let m = FileManager.default.contents(atPath: folder + "/metrics.json"),
+                   let obj = try? JSONSerialization.jsonObject(with: m) as? [String: Any], let acc = obj["test_accuracy"] as? Double {
+                    print(String(format: "  test accuracy %.2f%%", acc * 100))
+                }
+                print("  \(weights.names.count) tensors, \(weights.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }) values")
+                return
             }
+            let configPath = folder + "/config.json"
+            guard let data = FileManager.default.contents(atPath: configPath) else { throw PipelineError.missingFile(configPath) }
+            guard let parsed = try? JSONSerialization.jsonObject(with: data) else {
+                throw PipelineError.invalidArgument(data.isEmpty ? "\(configPath) is empty." : "\(configPath) is not valid JSON.")
+            }
+            guard let obj = parsed as? [String: Any] else { throw PipelineError.invalidArgument("\(configPath) is not a JSON object.") }
             let weights = try SafeTensorsFile(path: folder + "/model.safetensors")
             let params = weights.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
             let dtypes = Set(weights.entries.values.map { $0.dtype.rawValue }).sorted().joined(separator: ", ")
@@ -63,7 +78,14 @@ struct Info: ParsableCommand {
                 let c = m.config
                 print("SiT \(folder)")
                 print("  width \(c.hiddenSize), depth \(c.depth), heads \(c.numHeads), \(c.vae1D ? "1-D tokens \(c.inputSize) x \(c.inChannels)" : "2-D \(c.inChannels) x \(c.inputSize) x \(c.inputSize), patch \(c.patchSize)")")
-                print("  classes: \(c.numClasses) (+ null)")
+                let names = GenerationModels.classNames(c)
+                print("  classes: \(c.numClasses) (+ null): \(names.prefix(12).joined(separator: ", "))\(names.count > 12 ? ", ..." : "")")
+                print("  path: \(c.interpolantPath.rawValue), prediction v")
+                if case let .string(tok)? = c.extra["tokenizer"] {
+                    let sha: String
+                    if case let .string(s)? = c.extra["tokenizer_sha256"] { sha = String(s.prefix(12)) + "…" } else { sha = "?" }
+                    print("  trained on latents of tokenizer \(tok) (weights sha256 \(sha))")
+                }
             }
             print("  \(weights.names.count) tensors, \(params) values, stored as \(dtypes)")
         }

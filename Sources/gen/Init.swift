@@ -27,10 +27,16 @@ struct Init: ParsableCommand {
             abstract: "A SiT over 1-D SoftVQ tokens (patch 1) with the official initialization (adaLN-Zero: its velocity is 0 until trained).")
         @OptionGroup var compute: ComputeOptions
         @Option(help: "S, B, L or XL.") var size = "XL"
-        @Option(help: "Latent tokens.") var tokens = 64
-        @Option(help: "Latent channels (the tokenizer's codeword dimension).") var channels = 32
-        @Option(help: "Classes (plus the null class of guidance).") var classes = 1000
+        @Option(parsing: .unconditional, help: "Latent tokens.") var tokens = 64
+        @Option(parsing: .unconditional, help: "Latent channels (the tokenizer's codeword dimension).") var channels = 32
+        @Option(parsing: .unconditional, help: "Classes (plus the null class of guidance).") var classes = 1000
         @OptionGroup var output: InitOutput
+
+        func validate() throws {
+            try require(tokens, "--tokens", in: 1...65_536)
+            try require(channels, "--channels", in: 1...4096)
+            try require(classes, "--classes", in: 1...1_000_000)
+        }
 
         func run() throws {
             compute.apply()
@@ -71,7 +77,7 @@ struct Init: ParsableCommand {
 
 /// Seed and destination, shared by the init subcommands.
 struct InitOutput: ParsableArguments {
-    @Option(help: "Seed of the initialization.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Seed of the initialization.") var seed: UInt64 = 0
     @Option(help: "Destination folder (config.json + model.safetensors).") var out: String
     @Flag(help: "Replace an existing checkpoint in --out.") var overwrite = false
 

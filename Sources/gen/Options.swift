@@ -1,15 +1,19 @@
 // Options and helpers the commands share.
 
 import ArgumentParser
+import Formats
 import Foundation
+import Pipeline
 import Sampler
 import SiT
 import Tensor
 
 /// Options every compute-heavy command shares.
 struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for BLAS and the kernels (default: all cores).")
+    @Option(parsing: .unconditional, help: "Threads for BLAS and the kernels (default: all cores).")
     var threads: Int?
+
+    func validate() throws { try require(threads, "--threads", in: 1...256) }
 
     func apply() {
         if let threads { Threads.count = threads }
@@ -40,9 +44,7 @@ func userFacing(_ body: () throws -> Void) throws {
     } catch let e as ExitCode {
         throw e
     } catch {
-        var text = "\(error)"
-        if let e = error as? LocalizedError, let d = e.errorDescription { text = d }
-        FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+        FileHandle.standardError.write(Data("error: \(oneSentence(error))\n".utf8))
         throw ExitCode.failure
     }
 }
@@ -50,3 +52,70 @@ func userFacing(_ body: () throws -> Void) throws {
 extension SamplerMethod: ExpressibleByArgument {}
 extension InterpolantPath: ExpressibleByArgument {}
 extension TimeSampling: ExpressibleByArgument {}
+
+// MARK: - Option ranges
+
+/// Every numeric option is checked at parse time: one sentence naming the option and its range
+/// (a usage error: exit status 2). Negative numbers reach these checks (`parsing: .unconditional`).
+func require<T: Comparable>(_ value: T, _ option: String, in range: ClosedRange<T>) throws {
+    guard range.contains(value) else {
+        throw ValidationError("\(option) must be between \(range.lowerBound) and \(range.upperBound); got \(value).")
+    }
+}
+
+func require<T: Comparable>(_ value: T?, _ option: String, in range: ClosedRange<T>) throws {
+    if let value { try require(value, option, in: range) }
+}
+
+/// Limits shared by the commands.
+enum Limits {
+    static let steps = 1...1_000_000_000
+    static let batch = 1...65_536
+    static let every = 1...1_000_000_000
+    static let width = 1...16_384
+    static let depth = 1...256
+    static let heads = 1...256
+    static let images = 1...10_000_000
+    static let learningRate: ClosedRange<Float> = 1e-12...10
+    static let emaDecay: ClosedRange<Float> = 0...0.999_999_9
+    static let samplerSteps = 1...100_000
+    static let cfg: ClosedRange<Double> = -1000...1000
+    static let unitInterval: ClosedRange<Double> = 0...1
+}
+
+/// A seed option: a number in 0...2^64-1, or `random` (drawn once and printed).
+struct Seed: ExpressibleByArgument {
+    let value: UInt64
+    let isRandom: Bool
+
+    init(_ value: UInt64) { self.value = value; isRandom = false }
+
+    init?(argument: String) {
+        if argument.lowercased() == "random" {
+            var g = SystemRandomNumberGenerator()
+            value = g.next()
+            isRandom = true
+        } else if let v = UInt64(argument) {
+            value = v
+            isRandom = false
+        } else {
+            return nil
+        }
+    }
+
+    var defaultValueDescription: String { isRandom ? "random" : String(value) }
+}
+
+/// The checks of the options both training commands share.
+func validateTrainingLoop(steps: Int?, batchSize: Int, lr: Float, warmup: Int, emaDecay: Float, saveEvery: Int,
+                          logEvery: Int, stopAfter: Int?, resume: Bool, overwrite: Bool) throws {
+    try require(steps, "--steps", in: Limits.steps)
+    try require(batchSize, "--batch-size", in: Limits.batch)
+    try require(lr, "--lr", in: Limits.learningRate)
+    try require(warmup, "--warmup", in: 0...Limits.steps.upperBound)
+    try require(emaDecay, "--ema", in: Limits.emaDecay)
+    try require(saveEvery, "--save-every", in: Limits.every)
+    try require(logEvery, "--log-every", in: Limits.every)
+    try require(stopAfter, "--stop-after", in: Limits.steps)
+    guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other.") }
+}

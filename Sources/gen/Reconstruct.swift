@@ -15,9 +15,11 @@ struct Reconstruct: ParsableCommand {
     @OptionGroup var compute: ComputeOptions
     @Option(help: "Tokenizer checkpoint folder.") var tokenizer: String
     @Option(help: "fashion-mnist[:test], an image folder, or a single image file.") var dataset = "fashion-mnist:test"
-    @Option(help: "How many images (from the start of the dataset).") var count = 16
+    @Option(parsing: .unconditional, help: "How many images (from the start of the dataset).") var count = 16
     @Option(help: "Output PNG (originals on top, reconstructions below).") var out: String
     @Flag(help: "Replace an existing output file.") var overwrite = false
+
+    func validate() throws { try require(count, "--count", in: 1...4096) }
 
     func run() throws {
         compute.apply()
@@ -25,7 +27,7 @@ struct Reconstruct: ParsableCommand {
             if FileManager.default.fileExists(atPath: out) && !overwrite {
                 throw PipelineError.invalidArgument("\(out) already exists; pass --overwrite to replace it.")
             }
-            let model = try SoftVQModel.load(folder: tokenizer)
+            let model = try SoftVQModel.load(folder: checkpointFolder(tokenizer))
             model.freeze()
             let images: Tensor
             let ext = (dataset as NSString).pathExtension.lowercased()

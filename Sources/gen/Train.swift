@@ -14,31 +14,41 @@ struct Train: ParsableCommand {
     @Option(help: "Latent cache made by gen precompute (with --resume: the run's own unless given).") var cache: String?
     @Option(help: "Tokenizer folder the cache must come from (checked by weights hash).") var tokenizer: String?
     @Option(help: "Output run folder.") var out: String
-    @Option(help: "Model width.") var hidden = 256
-    @Option(help: "Number of SiT blocks.") var depth = 6
-    @Option(help: "Attention heads.") var heads = 4
+    @Option(parsing: .unconditional, help: "Model width.") var hidden = 256
+    @Option(parsing: .unconditional, help: "Number of SiT blocks.") var depth = 6
+    @Option(parsing: .unconditional, help: "Attention heads.") var heads = 4
     @Flag(name: .customLong("qk-norm"), help: "LayerNorm on queries and keys.") var qkNorm = false
-    @Option(help: "Total optimizer steps (default 20000; with --resume, the run's own target unless given).") var steps: Int?
-    @Option(name: .customLong("batch-size"), help: "Latents per step.") var batchSize = 64
-    @Option(help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 3e-4
-    @Option(help: "Warmup steps.") var warmup = 500
-    @Option(name: .customLong("ema"), help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999
-    @Option(help: "Interpolant path: linear or cosine.") var path: InterpolantPath = .linear
+    @Option(parsing: .unconditional, help: "Total optimizer steps (default 20000; with --resume, the run's own target unless given).") var steps: Int?
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Latents per step.") var batchSize = 64
+    @Option(parsing: .unconditional, help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 3e-4
+    @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = 500
+    @Option(name: .customLong("ema"), parsing: .unconditional, help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999
+    @Option(parsing: .unconditional, help: "Interpolant path: linear or cosine.") var path: InterpolantPath = .linear
     @Option(name: .customLong("time-sampling"), help: "uniform or lognormal.") var timeSampling: TimeSampling = .uniform
-    @Option(help: "Seed of initialization, data order and noise.") var seed: UInt64 = 0
-    @Option(name: .customLong("save-every"), help: "Checkpoint every N steps.") var saveEvery = 1000
-    @Option(name: .customLong("log-every"), help: "Log every N steps.") var logEvery = 50
-    @Option(name: .customLong("stop-after"), help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?
+    @Option(parsing: .unconditional, help: "Seed of initialization, data order and noise.") var seed: UInt64 = 0
+    @Option(name: .customLong("save-every"), parsing: .unconditional, help: "Checkpoint every N steps.") var saveEvery = 1000
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log every N steps.") var logEvery = 50
+    @Option(name: .customLong("stop-after"), parsing: .unconditional, help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?
+    @Flag(name: .customLong("allow-missing-classes"), help: "Train even if some classes of the cache have no latents.") var allowMissingClasses = false
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
     @Flag(help: "Replace an existing run in --out.") var overwrite = false
+
+    func validate() throws {
+        try require(hidden, "--hidden", in: Limits.width)
+        try require(depth, "--depth", in: Limits.depth)
+        try require(heads, "--heads", in: Limits.heads)
+        guard hidden % heads == 0 else { throw ValidationError("--hidden \(hidden) must be divisible by --heads \(heads).") }
+        try validateTrainingLoop(steps: steps, batchSize: batchSize, lr: lr, warmup: warmup, emaDecay: emaDecay,
+                                 saveEvery: saveEvery, logEvery: logEvery, stopAfter: stopAfter, resume: resume, overwrite: overwrite)
+    }
 
     func run() throws {
         compute.apply()
         var o = SiTTrainingOptions()
-        o.cache = cache ?? ""; o.tokenizer = tokenizer ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
+        o.cache = cache ?? ""; o.tokenizer = tokenizer.map(checkpointFolder) ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
         o.qkNorm = qkNorm; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
-        o.saveEvery = saveEvery; o.logEvery = logEvery
+        o.saveEvery = saveEvery; o.logEvery = logEvery; o.allowMissingClasses = allowMissingClasses ? true : nil
         try userFacing {
             let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
             try job.run(stopAfter: stopAfter)

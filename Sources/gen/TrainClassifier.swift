@@ -14,11 +14,17 @@ struct TrainClassifier: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
     @Option(help: "Output folder (model.safetensors + README facts in metrics.json).") var out: String
-    @Option(help: "Training epochs over the 60k training images.") var epochs = 4
-    @Option(name: .customLong("batch-size"), help: "Images per step.") var batchSize = 128
-    @Option(help: "Peak learning rate.") var lr: Float = 2e-3
-    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Training epochs over the 60k training images.") var epochs = 4
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per step.") var batchSize = 128
+    @Option(parsing: .unconditional, help: "Peak learning rate.") var lr: Float = 2e-3
+    @Option(parsing: .unconditional, help: "Seed.") var seed: UInt64 = 0
     @Flag(help: "Replace an existing classifier.") var overwrite = false
+
+    func validate() throws {
+        try require(epochs, "--epochs", in: 1...10_000)
+        try require(batchSize, "--batch-size", in: Limits.batch)
+        try require(lr, "--lr", in: Limits.learningRate)
+    }
 
     func run() throws {
         compute.apply()

@@ -65,6 +65,37 @@ final class SiTTrainingTests: XCTestCase {
         }
     }
 
+    /// A tiny SiT trained on each interpolant path, sampled with each sampler told that path:
+    /// every sample lands on its class latent (the SDE converts velocity to score with the path).
+    func testEachPathSampledWithEachSamplerLandsOnTheLatents() throws {
+        let base = Self.latents()
+        let (x, y) = Self.batch()
+        for path in InterpolantPath.allCases {
+            var rng = RandomGenerator(seed: 11)
+            let model = try SiT(config: Self.config, rng: &rng)
+            let trainer = SiTTrainer(model: model, objective: FlowMatchingObjective(for: Self.config, path: path),
+                                     schedule: .warmup(lr: 2e-3, warmup: 20), rng: RandomGenerator(seed: 11, stream: 1))
+            for _ in 0..<400 { try trainer.step(latents: x, labels: y) }
+            for method in SamplerMethod.allCases {
+                let options = SamplerOptions(method: method, steps: method == .eulerMaruyama ? 60 : 20,
+                                             path: path == .cosine ? .cosine : .linear)
+                let run = try SamplingRun(velocity: { x, t, y in try model(x, t: t, y: y) }, options: options,
+                                          shape: [4, 8, 4], labels: [0, 1, 2, 3],
+                                          generators: (0..<4).map { RandomGenerator(seed: 321, stream: UInt64($0)) })
+                let samples = try run.run()
+                for i in 0..<4 {
+                    let dists = (0..<4).map { j -> Float in
+                        let d = (0..<32).map { k in samples.pointer[i * 32 + k] - base.pointer[j * 32 + k] }
+                        return (d.map { $0 * $0 }.reduce(0, +) / 32).squareRoot()
+                    }
+                    print("\(path) \(method.rawValue) class \(i): RMS \(dists.map { String(format: "%.3f", $0) })")
+                    XCTAssertEqual(dists.firstIndex(of: dists.min()!), i, "\(path) \(method)")
+                    XCTAssertLessThan(dists[i], 0.35, "\(path) \(method)")
+                }
+            }
+        }
+    }
+
     func testTrainingIsDeterministicGivenTheSeed() throws {
         let (x, y) = Self.batch()
         func train() throws -> ([Float], [Float]) {

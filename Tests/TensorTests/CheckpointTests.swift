@@ -214,3 +214,16 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(cos.lr(at: 10), 0, accuracy: 1e-6)
     }
 }
+
+final class EMAWarmupTests: XCTestCase {
+    /// min(decay, (1 + n) / (10 + n)): the first update nearly copies the model, later ones reach
+    /// the configured decay; the horizon is about 1 / (1 - decay).
+    func testWarmupAndHorizon() {
+        XCTAssertEqual(EMA.warmedUp(0.999, updates: 0), 0.1, accuracy: 1e-7)
+        XCTAssertEqual(EMA.warmedUp(0.999, updates: 90), 0.91, accuracy: 1e-6)
+        XCTAssertEqual(EMA.warmedUp(0.999, updates: 1_000_000), 0.999)
+        XCTAssertEqual(EMA.horizon(0.999), 1000)
+        XCTAssertEqual(Double(EMA.horizon(0.9999)), 10000, accuracy: 5)   // 0.9999 in float32
+    }
+}
+

@@ -4,9 +4,11 @@
 // FD floor; and a sweep over CFG scale and sampler steps (table + plot).
 
 import Datasets
+import Formats
 import Foundation
 import Render
 import Sampler
+import SiT
 import Tensor
 import Tokenizer
 
@@ -80,6 +82,13 @@ public enum EvalJob {
 
     public static func run(_ o: EvalOptions, log: (String) -> Void = { print($0) }) throws -> EvalReport {
         var report = EvalReport()
+        if let sit = o.sit {
+            // The classifier scores Fashion-MNIST's labels: the SiT's classes must be those, in order.
+            let names = GenerationModels.classNames(try SiTConfig.read(from: (sit as NSString).appendingPathComponent("config.json")))
+            guard names == FashionMNIST.classNames else {
+                throw PipelineError.invalidArgument("The SiT in \(sit) generates the classes \(names.prefix(3).joined(separator: ", "))\(names.count > 3 ? ", ..." : "") (\(names.count)), not Fashion-MNIST's \(FashionMNIST.classNames.prefix(3).joined(separator: ", ")), ... in that order; gen eval scores only Fashion-MNIST models.")
+            }
+        }
         let classifier = try FashionClassifier.load(path: o.classifier)
         classifier.freeze()
         let test = try FashionMNIST(split: .test), train = try FashionMNIST(split: .train)
@@ -127,8 +136,9 @@ public enum EvalJob {
         if let sit = o.sit {
             let models = try GenerationModels(sit: sit, tokenizer: o.tokenizer)
             let classes = Array(0..<models.sit.config.numClasses)
-            var items: [(label: Int, seed: UInt64)] = []
-            for c in classes { for _ in 0..<o.perClass { items.append((c, o.seed + UInt64(items.count))) } }
+            var base = GenerationOptions(sit: sit, tokenizer: o.tokenizer)
+            base.perClass = o.perClass; base.seed = o.seed
+            let items = try GenerationJob.items(base, classes: classes)
             report.images = items.count
             for steps in o.steps {
                 for cfg in o.cfgScales {

@@ -31,20 +31,25 @@ public enum PrecomputeJob {
     @discardableResult
     public static func run(_ o: PrecomputeOptions, log: (String) -> Void = { print($0) }) throws -> LatentCacheMetadata {
         guard o.batchSize > 0 else { throw PipelineError.invalidArgument("The batch size must be positive.") }
-        if FileManager.default.fileExists(atPath: o.out) && !o.overwrite {
-            throw PipelineError.invalidArgument("\(o.out) already exists; pass --overwrite to replace it.")
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: o.out, isDirectory: &isDir) {
+            guard !isDir.boolValue else {
+                throw PipelineError.invalidArgument("\(o.out) is a folder; --out takes the path of the .h5 file to write.")
+            }
+            guard o.overwrite else { throw PipelineError.invalidArgument("\(o.out) already exists; pass --overwrite to replace it.") }
         }
         let model = try SoftVQModel.load(folder: o.tokenizer, log: log)
         model.freeze()
         let identity = try TokenizerIdentity(folder: o.tokenizer)
-        let dataset = try ImageDataset.open(o.dataset, size: model.imageSize, strict: o.strict)
-        let total = min(dataset.count, o.limit ?? .max)
+        // --limit keeps a class-balanced subset (every class present when the limit allows).
+        let dataset = try ImageDataset.open(o.dataset, size: model.imageSize, strict: o.strict).limited(to: o.limit)
+        let total = dataset.count
         guard total > 0 else { throw PipelineError.dataset("The dataset \(o.dataset) has no images.") }
         let meta = LatentCacheMetadata(
             tokenizerName: identity.name, tokenizerSHA256: identity.sha256,
             vqMean: model.config.vqMean, vqStd: model.config.vqStd, imageSize: model.imageSize,
             numTokens: model.numLatentTokens, tokenDim: model.latentDim, numImages: total,
-            preprocessing: dataset.preprocessing, dataset: dataset.name + (o.limit.map { " (first \($0))" } ?? ""),
+            preprocessing: dataset.preprocessing, dataset: dataset.name,
             classNames: dataset.classNames)
         let writer = try LatentCacheWriter(path: o.out, metadata: meta, deflateLevel: o.deflate, overwrite: o.overwrite)
         defer { writer.close() }

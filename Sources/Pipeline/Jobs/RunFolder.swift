@@ -9,16 +9,25 @@
 //   <run>/log.jsonl, <run>/loss.png
 //
 // A checkpoint is written into checkpoint.tmp, flushed, then swapped in by renames; if a crash
-// leaves only checkpoint.old, that one is used.
+// leaves only checkpoint.old, that one is used. A new run (fresh, or --overwrite of an old one)
+// logs into log.jsonl.partial until its first checkpoint replaces the old one; only then does
+// its log replace the old log. Nothing else in the folder is touched.
 
+import Formats
 import Foundation
 import Render
 import Tensor
 
-public struct RunFolder {
+public final class RunFolder {
     public let root: String
     public var checkpoint: String { root + "/checkpoint" }
+    /// The log of the run in the folder (the one `appendLog` writes while `replacing` is false).
     public var logPath: String { root + "/log.jsonl" }
+    private var pendingLogPath: String { root + "/log.jsonl.partial" }
+    /// True for a new run until its first checkpoint: it logs beside the old log.
+    public private(set) var replacing = false
+    /// The log being written now.
+    public var activeLogPath: String { replacing ? pendingLogPath : logPath }
     public var plotPath: String { root + "/loss.png" }
     private var tmp: String { root + "/checkpoint.tmp" }
     private var old: String { root + "/checkpoint.old" }
@@ -33,32 +42,67 @@ public struct RunFolder {
         return nil
     }
 
+    /// Creates the folder (refusing a file in its place).
     public func create() throws {
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: root, isDirectory: &isDir), !isDir.boolValue {
+            throw PipelineError.invalidArgument("\(root) is a file; the output of a training run is a folder.")
+        }
+        do { try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true) } catch {
+            throw PipelineError.writeFailed(path: root, reason: "cannot create the run folder (\((error as NSError).localizedDescription))")
+        }
     }
 
-    /// Writes a checkpoint with `write(folder)` into a temporary folder, then swaps it in.
+    /// Starts a new run here: its log goes beside the old one until its first checkpoint.
+    public func startNewRun() {
+        replacing = true
+        try? FileManager.default.removeItem(atPath: pendingLogPath)   // a leftover of a killed new run
+    }
+
+    /// Writes a checkpoint with `write(folder)` into a temporary folder, then swaps it in (and,
+    /// for a new run, its log in place of the old log). On failure the previous checkpoint is
+    /// untouched and the temporary folder removed.
     public func saveCheckpoint(_ write: (String) throws -> Void) throws {
         let fm = FileManager.default
         try? fm.removeItem(atPath: tmp)
-        try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
-        try write(tmp)
+        do {
+            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            try write(tmp)
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw PipelineError.writeFailed(path: checkpoint, reason: "the checkpoint could not be written (\(oneSentence(error))); the previous checkpoint is intact")
+        }
         syncDirectory(tmp)
         try? fm.removeItem(atPath: old)
         if fm.fileExists(atPath: checkpoint) { try fm.moveItem(atPath: checkpoint, toPath: old) }
         try fm.moveItem(atPath: tmp, toPath: checkpoint)
         syncDirectory(root)
         try? fm.removeItem(atPath: old)
+        if replacing {
+            if fm.fileExists(atPath: pendingLogPath) {
+                if rename(pendingLogPath, logPath) != 0 { throw PipelineError.writeFailed(path: logPath, reason: String(cString: strerror(errno))) }
+            } else {
+                try? fm.removeItem(atPath: logPath)   // the replaced run's log
+            }
+            replacing = false
+        }
     }
 
     /// Appends one JSON object per line (flushed, so a killed run keeps its log).
     public func appendLog(_ record: [String: Any]) throws {
         let data = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: logPath) else { throw CheckpointError.io(logPath, "cannot open the log") }
+        let path = activeLogPath
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw CheckpointError.io(path, "cannot create the log") }
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw CheckpointError.io(path, "cannot open the log") }
         defer { try? h.close() }
-        h.seekToEndOfFile()
-        h.write(data + Data("\n".utf8))
+        do {
+            try h.seekToEnd()
+            try h.write(contentsOf: data + Data("\n".utf8))
+        } catch {
+            throw CheckpointError.io(path, "cannot append to the log (\(oneSentence(error)))")
+        }
     }
 
     /// Drops log lines beyond `step` (after resuming from an earlier checkpoint).
@@ -74,7 +118,7 @@ public struct RunFolder {
 
     /// (step, value) pairs of a numeric field of the log.
     public func logSeries(_ field: String) -> [(Double, Double)] {
-        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
+        guard let text = try? String(contentsOfFile: activeLogPath, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { line in
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let s = obj["step"] as? Int, let v = (obj[field] as? NSNumber)?.doubleValue else { return nil }
@@ -105,4 +149,16 @@ public struct RunFolder {
 func syncDirectory(_ path: String) {
     let fd = open(path, O_RDONLY)
     if fd >= 0 { fsync(fd); close(fd) }
+}
+
+/// The checkpoint folder a model argument names: the folder itself, or the `checkpoint/` of a
+/// training run folder given instead.
+public func checkpointFolder(_ path: String) -> String {
+    let fm = FileManager.default
+    let nested = (path as NSString).appendingPathComponent("checkpoint")
+    if !fm.fileExists(atPath: (path as NSString).appendingPathComponent("config.json")),
+       fm.fileExists(atPath: (nested as NSString).appendingPathComponent("config.json")) {
+        return nested
+    }
+    return path
 }

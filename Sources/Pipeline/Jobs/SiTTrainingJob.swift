@@ -32,6 +32,8 @@ public struct SiTTrainingOptions: TrainingOptions, Sendable {
     public var seed: UInt64 = 0
     public var saveEvery: Int = 1000
     public var logEvery: Int = 50
+    /// Train even if some classes the cache lists have no latents (nil in older runs: false).
+    public var allowMissingClasses: Bool? = nil
 
     public init() {}
 }
@@ -44,7 +46,9 @@ public struct TokenizerIdentity: Equatable {
     public init(folder: String) throws {
         let weights = (folder as NSString).appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weights) else { throw PipelineError.missingFile(weights) }
-        name = ((folder as NSString).standardizingPath as NSString).lastPathComponent
+        // The folder's name, or the run's name for a run's `checkpoint/`.
+        let full = (folder as NSString).standardizingPath as NSString
+        name = full.lastPathComponent == "checkpoint" ? (full.deletingLastPathComponent as NSString).lastPathComponent : full.lastPathComponent
         sha256 = try SHA256.file(weights)
     }
 }
@@ -96,11 +100,31 @@ public final class SiTTrainingJob: TrainingTask {
         let meta = reader.metadata
         if !options.tokenizer.isEmpty { try checkCache(meta, matches: options.tokenizer) }
         classNames = meta.classNames
-        let numClasses = max(classNames.count, (reader.labels.max() ?? 0) + 1)
+        // The classes are the cache's recorded ones; labels outside them are refused (a cache
+        // without class names gets as many classes as its largest label needs, bounded).
+        let largest = reader.labels.max() ?? 0, names = meta.classNames
+        if let bad = reader.labels.first(where: { $0 < 0 || (!names.isEmpty && $0 >= names.count) }) {
+            throw PipelineError.corruptFile(path: options.cache, reason: "label \(bad) is outside the \(classNames.count) classes it records")
+        }
+        guard largest < 1_000_000 else {
+            throw PipelineError.corruptFile(path: options.cache, reason: "label \(largest) is implausibly large (at most 1,000,000 classes)")
+        }
+        let numClasses = classNames.isEmpty ? largest + 1 : classNames.count
+        if !names.isEmpty && !(options.allowMissingClasses ?? false) {
+            let present = Set(reader.labels)
+            let missing = names.indices.filter { !present.contains($0) }.map { names[$0] }
+            if !missing.isEmpty {
+                throw PipelineError.invalidArgument("The latent cache lists \(names.count) classes but has no latents of \(missing.count): \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", ..." : ""); precompute more images (a class-balanced --limit of at least \(names.count)) or pass --allow-missing-classes.")
+            }
+        }
         var config = SiTConfig(hiddenSize: options.hiddenSize, depth: options.depth, numHeads: options.numHeads,
                                mlpRatio: options.mlpRatio, patchSize: 1, inChannels: meta.tokenDim, inputSize: meta.numTokens,
                                numClasses: numClasses, classDropoutProb: options.classDropout, vae1D: true, qkNorm: options.qkNorm)
         config.extra["class_names"] = .array(classNames.map { .string($0) })
+        // The objective the samplers must honour (official field names of the training script).
+        config.extra["path_type"] = .string(options.path.rawValue)
+        config.extra["prediction"] = .string("v")
+        config.extra["tags"] = .array(["arxiv:2412.10958", "image-generation", "\(meta.numTokens) tokens", "SiT"].map { .string($0) })
         config.extra["tokenizer"] = .string(meta.tokenizerName)
         config.extra["tokenizer_sha256"] = .string(meta.tokenizerSHA256)
         config.extra["vq_mean"] = .double(meta.vqMean)

@@ -72,8 +72,8 @@ public final class TokenizerTrainingJob: TrainingTask {
     public init(options: TokenizerTrainingOptions) throws {
         self.options = options
         let config = try options.config()
-        dataset = try ImageDataset.open(options.dataset, size: config.imageSize)
-        count = min(dataset.count, options.limit ?? .max)
+        dataset = try ImageDataset.open(options.dataset, size: config.imageSize).limited(to: options.limit)   // class-balanced
+        count = dataset.count
         guard count >= options.batchSize else {
             throw PipelineError.invalidArgument("The dataset has \(count) images, fewer than the batch size \(options.batchSize).")
         }

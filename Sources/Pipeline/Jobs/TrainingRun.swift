@@ -19,6 +19,8 @@ public protocol TrainingOptions: Codable, Equatable {
     var batchSize: Int { get }
     var saveEvery: Int { get }
     var logEvery: Int { get }
+    /// Decay of the EMA weights that checkpoints hold.
+    var emaDecay: Float { get }
 }
 
 /// What one step reports: values averaged over the log window, the latest values of others,
@@ -163,6 +165,13 @@ public final class TrainingRun<Task: TrainingTask> {
                 log: @escaping (String) -> Void = { print($0) }, make: (Task.Options) throws -> Task) throws {
         self.log = log
         folder = RunFolder(out)
+        guard !(resume && overwrite) else {
+            throw PipelineError.invalidArgument("--resume and --overwrite exclude each other: --resume continues the run in \(out), --overwrite starts a new one there.")
+        }
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder.root, isDirectory: &isDir), !isDir.boolValue {
+            throw PipelineError.invalidArgument("\(out) is a file; the output of a training run is a folder.")
+        }
         var options = given
         var saved: TrainingState<Task.Options, Task.Progress>? = nil
         if let existing = folder.latestCheckpoint {
@@ -176,13 +185,18 @@ public final class TrainingRun<Task: TrainingTask> {
                 }
                 options = try Task.resumedOptions(given: given, saved: state.options, out: out)
                 saved = state
-            } else {
-                try? FileManager.default.removeItem(atPath: folder.root)
             }
+        } else if resume {
+            let contents = ((try? FileManager.default.contentsOfDirectory(atPath: folder.root)) ?? []).sorted()
+            let what = !isDir.boolValue ? "it does not exist"
+                : contents.isEmpty ? "it is empty" : "it holds \(contents.prefix(5).joined(separator: ", "))\(contents.count > 5 ? ", ..." : "")"
+            throw PipelineError.invalidArgument("Nothing to resume: \(out) has no checkpoint (\(what)); leave out --resume to start a new run.")
         }
         if options.steps <= 0 { options.steps = Task.Options().steps }   // a fresh run given no target
         task = try make(options)
         try folder.create()
+        // A new run (fresh or --overwrite) replaces nothing until its first checkpoint exists.
+        if saved == nil { folder.startNewRun() }
         if let saved, let existing = folder.latestCheckpoint {
             try task.restore(from: existing, step: saved.step, progress: saved.progress)
             folder.truncateLog(after: saved.step)
@@ -203,7 +217,7 @@ public final class TrainingRun<Task: TrainingTask> {
     }
 
     /// Trains until `options.steps`, checkpointing every `saveEvery` steps and at the end;
-    /// `stopAfter` ends this invocation early (the run stays resumable).
+    /// `stopAfter` ends this invocation early with a checkpoint (the run stays resumable).
     public func run(stopAfter: Int? = nil) throws {
         let total = options.steps
         let start = task.step
@@ -237,11 +251,19 @@ public final class TrainingRun<Task: TrainingTask> {
                 try folder.appendLog(record)
             }
             bar.update(fields: report.bar)
-            if done % options.saveEvery == 0 || done == total { try saveCheckpoint() }
-            if let stopAfter, done - start >= stopAfter { break }
+            let saveNow = done % options.saveEvery == 0 || done == total
+            if saveNow { try saveCheckpoint() }
+            if let stopAfter, done - start >= stopAfter {
+                if !saveNow { try saveCheckpoint() }   // --stop-after always leaves a checkpoint to resume
+                break
+            }
         }
         bar.finish()
         try folder.plotLoss(title: Task.info.plotTitle, field: Task.info.plotField)
         log(String(format: "Done: step %d, last loss %.5f. Checkpoint: %@", task.step, last.loss, folder.checkpoint))
+        let horizon = EMA.horizon(options.emaDecay)
+        if task.step < horizon {
+            log("Note: the checkpoint holds EMA weights (decay \(options.emaDecay)) after \(task.step) updates, fewer than the ~\(horizon) it averages over; with its warm-up it follows the recent weights, but a longer run (or a lower --ema) gives the intended average.")
+        }
     }
 }

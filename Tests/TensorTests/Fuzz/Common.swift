@@ -1,0 +1,1 @@
+../../../Fuzz/Common.swift

@@ -1,0 +1,1 @@
+../../../Fuzz/safetensors.swift
