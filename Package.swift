@@ -31,6 +31,8 @@ let package = Package(
                        providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
+        // oneDNN 2.6 (no pkg-config file in Debian): the module map links libdnnl and GNU OpenMP.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         // libpng reports errors by longjmp; the setjmp stays inside this C target.
         .target(name: "CPNG", path: "Sources/CPNG",
                 cSettings: [.unsafeFlags(["-I/usr/include/libpng16"])],
@@ -39,7 +41,7 @@ let package = Package(
         // Vectorized elementwise math (polynomial exp/tanh/erf), compiled per ISA.
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]),
-        .target(name: "Tensor", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimize),
+        .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels"], swiftSettings: optimize),
         .target(name: "Tokenizer", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "SiT", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "Sampler", dependencies: ["Tensor"], swiftSettings: optimize),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project builds against (only those that are missing).
 set -euo pipefail
-packages=(libopenblas-dev libhdf5-dev libpng-dev libturbojpeg0-dev zlib1g-dev pkg-config
+packages=(libopenblas-dev libdnnl-dev libhdf5-dev libpng-dev libturbojpeg0-dev zlib1g-dev pkg-config
           dataset-fashion-mnist hdf5-tools)
 missing=()
 for p in "${packages[@]}"; do

@@ -291,3 +291,21 @@ CLONES void ck_layernorm_row(const float *x, float *y, ptrdiff_t n, float eps, c
     *mean_out = mu;
     *rstd_out = rs;
 }
+
+// bfloat16 is the upper half of a float32: rounding to nearest even adds 0x7fff plus the lowest
+// kept bit before truncating; NaNs keep their sign and become quiet (never rounded to infinity).
+CLONES void ck_f32_to_bf16(const float *x, uint16_t *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, 4);
+        uint32_t r = u + 0x7fffu + ((u >> 16) & 1u);
+        y[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)(r >> 16);
+    }
+}
+
+CLONES void ck_bf16_to_f32(const uint16_t *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)x[i] << 16;
+        memcpy(y + i, &u, 4);
+    }
+}

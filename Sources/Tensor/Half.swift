@@ -1,5 +1,6 @@
 // Half-precision conversions for checkpoint I/O: IEEE float16 and bfloat16 <-> float32.
 
+import CKernels
 import Foundation
 
 public enum HalfPrecision {
@@ -18,5 +19,19 @@ public enum HalfPrecision {
         if x.isNaN { return UInt16(truncatingIfNeeded: (u >> 16) | 0x40) }
         let rounding = UInt32(0x7FFF) + ((u >> 16) & 1)
         return UInt16(truncatingIfNeeded: (u &+ rounding) >> 16)
+    }
+}
+
+extension Tensor {
+    /// The values rounded to bfloat16 (nearest even) and widened back to float32: what a bf16
+    /// matmul multiplies (the reference of the bf16 engine's tests).
+    public func roundedToBF16() -> Tensor {
+        let n = count
+        let bits = UnsafeMutablePointer<UInt16>.allocate(capacity: Swift.max(n, 1))
+        defer { bits.deallocate() }
+        let out = Tensor(uninitialized: shape)
+        ck_f32_to_bf16(pointer, bits, n)
+        ck_bf16_to_f32(bits, out.pointer, n)
+        return out
     }
 }

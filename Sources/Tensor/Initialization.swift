@@ -80,10 +80,12 @@ public func fillXavierUniform(_ t: Tensor, fanIn: Int, fanOut: Int, rng: inout R
     let bound = (6 / Double(fanIn + fanOut)).squareRoot()
     let p = t.pointer
     for i in 0..<t.count { p[i] = Float((2 * rng.uniform() - 1) * bound) }
+    t.markModified()
 }
 
 /// Normal(0, std), in place.
 public func fillNormal(_ t: Tensor, std: Float, rng: inout RandomGenerator) {
     let p = t.pointer
     for i in 0..<t.count { p[i] = Float(rng.normal()) * std }
+    t.markModified()
 }

@@ -17,10 +17,14 @@ public enum LinearInit: Sendable, Equatable {
 
 // MARK: - Linear
 
-/// y = x W^T + b; `weight` [out, in] as in PyTorch. Keys: `weight`, `bias`.
+/// y = x W^T + b; `weight` [out, in] as in PyTorch. Keys: `weight`, `bias`. In inference (no
+/// tape) the product runs through the matmul engine (`Engine.swift`) with the weight packed once
+/// in `packed`; training and backward use the OpenBLAS `linear`.
 public final class Linear: Module {
     public let weight: Tensor
     public let bias: Tensor?
+    /// The weight in the engine's layout and precision, rebuilt when the weight changes.
+    public let packed = PackedWeight()
 
     /// Draws weight then bias from `f` (in that order) when it is random.
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, initialization: LinearInit = .pytorch,
@@ -53,7 +57,7 @@ public final class Linear: Module {
     public var outFeatures: Int { weight.dim(0) }
 
     /// (..., in) -> (..., out)
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight, bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { engineLinear(x, weight, bias, packed: packed) }
 
     /// Xavier-uniform weight and zero bias (the DiT / SiT `_basic_init`).
     public func xavierUniform(rng: inout RandomGenerator) {

@@ -35,6 +35,17 @@ extension Module {
         return out
     }
 
+    /// Prepares the module for inference: no tensor trains (requiresGrad false, gradients
+    /// dropped). Frozen Linear weights run through the matmul engine with weights packed once
+    /// (`Engine.swift`); they may still change through the mutation APIs (load, assign, fill,
+    /// EMA, `markModified` after raw writes), which repack them.
+    public func freeze() {
+        for (_, t) in namedTensors() {
+            t.requiresGrad = false
+            t.grad = nil
+        }
+    }
+
     /// Tensors that train (requiresGrad), in state-dict order.
     public func trainableParameters() -> [(String, Tensor)] { namedTensors().filter { $0.1.requiresGrad } }
 
@@ -64,7 +75,10 @@ extension Module {
         let rejected = unused.filter { !skip($0) }
         guard rejected.isEmpty else { throw CheckpointError.unexpectedKeys(name, rejected) }
         // Only write once everything checked out, so a failed load leaves the model untouched.
-        for (key, t) in own where read(key) { try file.read(file.entries[prefix + key]!, into: t.pointer) }
+        for (key, t) in own where read(key) {
+            try file.read(file.entries[prefix + key]!, into: t.pointer)
+            t.markModified()
+        }
         return skipped
     }
 

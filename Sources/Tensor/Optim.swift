@@ -44,6 +44,7 @@ public final class AdamW {
             parallelFor(p.count, grain: 1 << 14) { lo, hi in
                 ck_adamw(pp + lo, pg + lo, pm + lo, pv + lo, hi - lo, gradientScale, b1, b2, eps, decay, stepSize, bc2Sqrt)
             }
+            p.markModified()
         }
     }
 
@@ -92,6 +93,7 @@ public enum EMA {
             parallelFor(e.count, grain: 1 << 15) { lo, hi in
                 for j in lo..<hi { pe[j] = decay * pe[j] + (1 - decay) * pp[j] }
             }
+            e.markModified()
         }
     }
 }

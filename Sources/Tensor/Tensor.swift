@@ -11,6 +11,13 @@ import Foundation
 public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
+    /// Bumped by every mutation API (`assign`, `fill`, `markModified`, loading, AdamW, EMA, the
+    /// initialization fills): copies derived from the values (the packed weights of the matmul
+    /// engine) are rebuilt when it changed. Code that writes parameters through `pointer` calls
+    /// `markModified()` afterwards.
+    public private(set) var version: UInt64 = 0
+
+    public func markModified() { version &+= 1 }
 
     public init(count: Int) {
         self.count = count
@@ -95,9 +102,16 @@ public final class Tensor: @unchecked Sendable {
     public func assign(_ other: Tensor) {
         precondition(other.count == count, "assign: \(other.shape) into \(shape)")
         pointer.update(from: other.pointer, count: count)
+        markModified()
     }
 
-    public func fill(_ value: Float) { pointer.update(repeating: value, count: count) }
+    public func fill(_ value: Float) {
+        pointer.update(repeating: value, count: count)
+        markModified()
+    }
+
+    /// Declares that the values were changed through `pointer` (invalidates packed copies).
+    public func markModified() { storage.markModified() }
 
     public func zeroGrad() { grad = nil }
 

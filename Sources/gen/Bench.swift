@@ -17,16 +17,36 @@ struct Bench: ParsableCommand {
             discussion: "Example: gen bench kernels --repeats 30 --json kernels.json"
         )
         @OptionGroup var compute: ComputeOptions
+        @OptionGroup var precision: PrecisionOptions
         @Option(parsing: .unconditional, help: "Timed repetitions per variant (variants alternate).") var repeats = 20
         @Flag(help: "Tiny shapes, two repetitions: proves the command works (used by CI).") var smoke = false
         @Option(help: "Also write the rows as JSON to this path.") var json: String?
+        @Option(help: "Products to time instead of the SiT-XL shapes, comma-separated MxKxN (x (M, K) times W^T, W (N, K)), e.g. 1x1152x6912,4x1152x6912.")
+        var shapes: String?
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
-            print("Threads: \(Threads.count)")
-            let rows = KernelBenchmark.run(repeats: repeats, quick: smoke)
+            var products: [(Int, Int, Int)]? = nil
+            try userFacing {
+                if let shapes {
+                    products = try shapes.split(separator: ",").map { item in
+                        let d = item.split(separator: "x").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+                        guard d.count == 3, d.allSatisfy({ $0 > 0 }) else {
+                            throw ValidationError("--shapes takes comma-separated MxKxN products such as 4x1152x6912; got \"\(item)\".")
+                        }
+                        return (d[0], d[1], d[2])
+                    }
+                }
+                try precision.apply()
+                for (m, k, n) in smoke ? [(8, 64, 96)] : [(64, 1152, 4608), (512, 1152, 4608), (8, 1152, 6912)] {
+                    if let impl = Engine.implementation(m: m, k: k, n: n, precision: Engine.precision) {
+                        print("oneDNN \(Engine.precision.rawValue) matmul \(m)x\(k) . \(k)x\(n): \(impl)")
+                    }
+                }
+            }
+            let rows = KernelBenchmark.run(repeats: repeats, quick: smoke, precision: Engine.precision, shapes: products)
             print(KernelBenchmark.table(rows))
             if let json {
                 let enc = JSONEncoder()
@@ -49,12 +69,29 @@ struct Bench: ParsableCommand {
         @Option(help: "Only the variants over these token counts, comma-separated (64, 32, 1024, 256, 4096).") var tokens: String?
         @Flag(name: .customLong("no-end-to-end"), help: "Leave out the end-to-end guided image.") var noEndToEnd = false
         @Option(name: [.customShort("o"), .customLong("out")], help: "Output path prefix for the .md, .json and .png files.") var out: String?
+        @OptionGroup var precision: PrecisionOptions
+        @Option(help: "Matmul backends of the Linear layers, comma-separated (onednn, openblas); with several, each case runs once per backend in every round and the report gives their ratios.")
+        var engine: String = "onednn"
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
             try userFacing {
+                try precision.apply()
+                var engines: [MatmulBackend] = []
+                for name in engine.split(separator: ",") {
+                    guard let e = MatmulBackend(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
+                        throw ValidationError("--engine takes onednn, openblas or both comma-separated; got \"\(engine)\".")
+                    }
+                    engines.append(e)
+                }
+                if engines.contains(.onednn) && Engine.backend == .openblas && Engine.implementation(m: 1, k: 8, n: 8) == nil {
+                    throw ValidationError("--engine onednn: oneDNN failed to initialize on this machine.")
+                }
+                if Engine.precision == .bf16 && engines.contains(.openblas) {
+                    throw ValidationError("--engine openblas runs fp32 only; use --precision fp32 to compare it with oneDNN.")
+                }
                 var only: Set<Int>? = nil
                 if let tokens {
                     let values = tokens.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -64,7 +101,7 @@ struct Bench: ParsableCommand {
                     only = Set(values.compactMap { $0 })
                 }
                 let report = try GenerationBenchmark.run(repeats: repeats, steps: steps, include512: !skip512, smoke: smoke,
-                                                         tokens: only, endToEnd: !noEndToEnd)
+                                                         tokens: only, endToEnd: !noEndToEnd, engines: engines)
                 let md = report.markdown()
                 print("")
                 print(md)

@@ -28,6 +28,7 @@ struct Reconstruct: ParsableCommand {
                 throw PipelineError.invalidArgument("\(out) already exists; pass --overwrite to replace it.")
             }
             let model = try SoftVQModel.load(folder: checkpointFolder(tokenizer))
+            model.freeze()
             let images: Tensor
             let ext = (dataset as NSString).pathExtension.lowercased()
             if ["png", "jpg", "jpeg"].contains(ext) {

@@ -20,6 +20,7 @@ struct Sample: ParsableCommand {
         """)
 
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOptions
     @Option(help: "SiT checkpoint folder (config.json + model.safetensors), or a run folder.") var sit: String?
     @Option(help: "Tokenizer checkpoint folder, or a run folder.") var tokenizer: String?
     @Option(help: "Comma-separated class indices or names (default: every class).") var classes: String?
@@ -60,6 +61,7 @@ struct Sample: ParsableCommand {
     func run() throws {
         compute.apply()
         try userFacing {
+            try precision.apply()
             var o: GenerationOptions
             if let fromPNG {
                 guard let text = try ImageIO.readPNGText(path: fromPNG, key: "parameters") else {

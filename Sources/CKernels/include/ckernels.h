@@ -4,6 +4,7 @@
 // activations built on them). Compiled for AVX-512, AVX2 and baseline x86-64 (chosen at load
 // time). Accuracy: exp within ~2 ulp, tanh/erf within ~2e-7 absolute.
 #include <stddef.h>
+#include <stdint.h>
 
 void ck_exp(const float *x, float *y, ptrdiff_t n);
 void ck_tanh(const float *x, float *y, ptrdiff_t n);
@@ -42,4 +43,8 @@ void ck_linear_few_rows(const float *x, ptrdiff_t rows, const float *w, const fl
 /// LayerNorm of one row of n values (w, b may be NULL); writes the mean and reciprocal std.
 void ck_layernorm_row(const float *x, float *y, ptrdiff_t n, float eps, const float *w, const float *b,
                       float *mean_out, float *rstd_out);
+/// y = bfloat16(x), round to nearest even (NaN stays a quiet NaN): the activations of a bf16 matmul.
+void ck_f32_to_bf16(const float *x, uint16_t *y, ptrdiff_t n);
+/// y = float(x) (exact).
+void ck_bf16_to_f32(const uint16_t *x, float *y, ptrdiff_t n);
 #endif

@@ -18,10 +18,14 @@ public struct BenchRow: Codable, Sendable {
     public var gflopPerSecond: Double { gflop / seconds.median }
     public var fractionOfSgemm: Double = 0
     public var note: String = ""
+    /// The matmul backend of the Linear products ("onednn" / "openblas").
+    public var engine: String = ""
 }
 
 public struct GenerationBenchReport: Codable, Sendable {
     public var threads: Int
+    /// `Engine.summary()` at the start of the run (CPU, oneDNN ISA, precision).
+    public var engine: String = ""
     public var sgemm64: Double = 0
     public var sgemmLarge: Double = 0
     public var smallRows = 64
@@ -30,10 +34,11 @@ public struct GenerationBenchReport: Codable, Sendable {
     public var ratios: [String: Double] = [:]
 
     public func markdown() -> String {
-        var s = String(format: "Threads: %d. Raw sgemm in the same run: %.1f GFLOP/s with %d rows, %.1f GFLOP/s with %d rows (x 1152 . 1152 x 4608).\n\n", threads, sgemm64, smallRows, sgemmLarge, largeRows)
-        s += "| variant | tokens | batch | s / forward (median) | min..max | images/s | GFLOP/s | of sgemm | note |\n|---|---|---|---|---|---|---|---|---|\n"
+        var s = engine.isEmpty ? "" : engine + "\n\n"
+        s += String(format: "Threads: %d. Raw sgemm in the same run: %.1f GFLOP/s with %d rows, %.1f GFLOP/s with %d rows (x 1152 . 1152 x 4608).\n\n", threads, sgemm64, smallRows, sgemmLarge, largeRows)
+        s += "| variant | engine | tokens | batch | s / forward (median) | min..max | images/s | GFLOP/s | of sgemm | note |\n|---|---|---|---|---|---|---|---|---|---|\n"
         for r in rows {
-            s += String(format: "| %@ | %d | %d | %.4f | %.4f..%.4f | %.3f | %.1f | %.0f%% | %@ |\n", r.name, r.tokens, r.batch,
+            s += String(format: "| %@ | %@ | %d | %d | %.4f | %.4f..%.4f | %.3f | %.1f | %.0f%% | %@ |\n", r.name, r.engine, r.tokens, r.batch,
                         r.seconds.median, r.seconds.min, r.seconds.max, r.imagesPerSecond, r.gflopPerSecond, r.fractionOfSgemm * 100, r.note)
         }
         if !ratios.isEmpty {
@@ -57,10 +62,15 @@ public enum GenerationBenchmark {
     /// - tokens: when given, only the variants over these token counts (64, 32, 1024, 256, 4096);
     ///   the end-to-end rows need 64 and 1024.
     /// - endToEnd: include the end-to-end guided image.
+    /// - engines: the matmul backends to time; with several, every case runs once per backend in
+    ///   each round (interleaved), and the ratios compare them pair by pair.
     public static func run(repeats: Int = 3, steps: Int = 25, include512: Bool = true, smoke: Bool = false,
-                           tokens: Set<Int>? = nil, endToEnd: Bool = true,
+                           tokens: Set<Int>? = nil, endToEnd: Bool = true, engines: [MatmulBackend] = [Engine.backend],
                            log: (String) -> Void = { print($0) }) throws -> GenerationBenchReport {
         var report = GenerationBenchReport(threads: Threads.count)
+        report.engine = Engine.summary()
+        let initialBackend = Engine.backend
+        defer { Engine.backend = initialBackend }
         let xl = { (tokens: Int) in SiTConfig.xl1SoftVQ(tokens: tokens) }
         var variants: [Variant]
         if smoke {
@@ -85,18 +95,24 @@ public enum GenerationBenchmark {
         for v in variants {
             let m = try SiT(config: v.config)
             SiTBenchmark.randomize(m)
+            m.freeze()
             models.append((v, m))
             log("built \(v.name): \(m.parameterCount) parameters")
         }
-        // Inputs per (variant, batch).
-        var cases: [(String, () -> Void, Variant, Int)] = []
+        // Inputs per (variant, batch, engine).
+        var cases: [(String, () -> Void, Variant, Int, MatmulBackend)] = []
         for (v, m) in models {
             for b in v.batches {
                 var rng = RandomGenerator(seed: 1)
                 let x = rng.normalTensor([b] + v.config.latentShape)
                 let t = (0..<b).map { Float($0 + 1) / Float(b + 1) }
                 let y = (0..<b).map { $0 % v.config.numClasses }
-                cases.append(("\(v.name) b\(b)", { _ = try? Autograd.noGrad { try m(x, t: t, y: y) } }, v, b))
+                for e in engines {
+                    cases.append(("\(v.name) b\(b) \(e.rawValue)", {
+                        Engine.backend = e
+                        _ = try? Autograd.noGrad { try m(x, t: t, y: y) }
+                    }, v, b, e))
+                }
             }
         }
         // The raw sgemm references are cases of the same rounds, so that they see the same machine.
@@ -111,18 +127,34 @@ public enum GenerationBenchmark {
         report.sgemmLarge = sgemmLarge.gflops(stats["sgemm large"]!.median)
         log(String(format: "raw sgemm: %.1f GFLOP/s (%d rows), %.1f GFLOP/s (%d rows)", report.sgemm64, report.smallRows,
                    report.sgemmLarge, report.largeRows))
-        for (name, _, v, b) in cases {
+        for (name, _, v, b, e) in cases {
             let s = stats[name]!
             let flops = SiTBenchmark.forwardFLOPs(v.config, batch: b) / 1e9
             var row = BenchRow(name: v.name, tokens: v.config.numTokens, batch: b, seconds: s, gflop: flops,
                                imagesPerSecond: Double(b) / s.median)
             row.fractionOfSgemm = row.gflopPerSecond / (b * v.config.numTokens >= 256 ? report.sgemmLarge : report.sgemm64)
+            row.engine = e.rawValue
             report.rows.append(row)
-            log(String(format: "%@ batch %d: %.4f s (%.1f GFLOP/s)", v.name, b, s.median, row.gflopPerSecond))
+            log(String(format: "%@ batch %d, %@: %.4f s (%.1f GFLOP/s)", v.name, b, e.rawValue, s.median, row.gflopPerSecond))
         }
+        if engines.count > 1 {
+            // Each engine against the first one listed, per (variant, batch): median over median.
+            let base = engines[0]
+            for (v, _) in models {
+                for b in v.batches {
+                    guard let s0 = stats["\(v.name) b\(b) \(base.rawValue)"]?.median else { continue }
+                    for e in engines.dropFirst() {
+                        guard let s1 = stats["\(v.name) b\(b) \(e.rawValue)"]?.median else { continue }
+                        report.ratios["\(v.name) b\(b): \(e.rawValue) speed-up over \(base.rawValue)"] = s0 / s1
+                    }
+                }
+            }
+        }
+        Engine.backend = engines.last ?? initialBackend
         if !smoke {
+            let lastEngine = (engines.last ?? initialBackend).rawValue
             func ips(_ tokens: Int, _ b: Int, _ prefix: String = "SiT-XL/1") -> Double? {
-                report.rows.first { $0.tokens == tokens && $0.batch == b && $0.name.hasPrefix(prefix) }?.imagesPerSecond
+                report.rows.first { $0.tokens == tokens && $0.batch == b && $0.name.hasPrefix(prefix) && $0.engine == lastEngine }?.imagesPerSecond
             }
             if let a = ips(64, 8), let b = ips(1024, 1) { report.ratios["64 vs 1024 tokens, forward images/s (batch 8 vs 1)"] = a / b }
             if let a = ips(64, 1), let b = ips(1024, 1) { report.ratios["64 vs 1024 tokens, forward images/s (batch 1 vs 1)"] = a / b }
@@ -139,6 +171,7 @@ public enum GenerationBenchmark {
             tokCfg.vqStd = 1
             let tok = try SoftVQModel(config: tokCfg, initialization: .uninitialized)
             TokenizerBenchmark.fillRandom(tok)
+            tok.freeze()
             let options = SamplerOptions(method: .euler, steps: steps, guidance: Guidance(scale: 1.5, low: 0, high: 1, nullLabel: 1000))
             var e2e: [Double] = []
             for _ in 0..<max(1, repeats) {
@@ -153,12 +186,14 @@ public enum GenerationBenchmark {
             var row = BenchRow(name: "end to end: \(steps) guided Euler steps + SoftVQ-L-64 decode", tokens: 64, batch: 1, seconds: e2eStats,
                                gflop: Double(steps) * SiTBenchmark.forwardFLOPs(sit64.config, batch: 2) / 1e9, imagesPerSecond: 1 / e2eStats.median)
             row.note = "measured"
+            row.engine = lastEngine
             report.rows.append(row)
-            if let f1024 = report.rows.first(where: { $0.tokens == 1024 && $0.batch == 2 }) {
+            if let f1024 = report.rows.first(where: { $0.tokens == 1024 && $0.batch == 2 && $0.engine == lastEngine }) {
                 let est = Double(steps) * f1024.seconds.median
                 var r2 = BenchRow(name: "end to end: \(steps) guided steps over 1024 tokens", tokens: 1024, batch: 1,
                                   seconds: TimingStats([est]), gflop: Double(steps) * f1024.gflop, imagesPerSecond: 1 / est)
                 r2.note = "steps x measured batch-2 forward; SD-VAE decoder excluded"
+                r2.engine = lastEngine
                 report.rows.append(r2)
                 report.ratios["end to end, one guided image: 64 tokens + decode vs 1024 tokens"] = est / e2eStats.median
             }

@@ -52,6 +52,7 @@ public enum SiTBenchmark {
                     p[j] = scale * (Float(x >> 40) / Float(1 << 24) * 2 - 1)
                 }
             }
+            t.markModified()
         }
     }
 
@@ -61,6 +62,7 @@ public enum SiTBenchmark {
                                warmup: Int = 1, repeats: Int = 3, log: (String) -> Void = { print($0) }) throws -> [Result] {
         let model = try SiT(config: config)
         randomize(model)
+        model.freeze()
         var results: [Result] = []
         for n in batches {
             var rng = RandomGenerator(seed: 1)

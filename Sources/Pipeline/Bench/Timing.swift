@@ -41,11 +41,15 @@ public func measure(warmup: Int = 1, repeats: Int = 5, _ body: () throws -> Void
 }
 
 /// Runs several variants interleaved (A B C A B C ...) so that machine noise hits them alike.
-public func measureInterleaved(_ variants: [(String, () -> Void)], warmup: Int = 1, repeats: Int = 5) -> [String: TimingStats] {
+/// - primed: run each variant once untimed right before each timed run, so that every variant
+///   starts from its own state (threads awake in its own runtime) rather than the previous one's.
+public func measureInterleaved(_ variants: [(String, () -> Void)], warmup: Int = 1, repeats: Int = 5,
+                               primed: Bool = false) -> [String: TimingStats] {
     for (_, body) in variants { for _ in 0..<warmup { body() } }
     var samples = [String: [Double]]()
     for _ in 0..<repeats {
         for (name, body) in variants {
+            if primed { body() }
             let t0 = now()
             body()
             samples[name, default: []].append(now() - t0)

@@ -28,6 +28,7 @@ public enum TokenizerBenchmark {
                                     iterations: Int = 2) throws -> Result {
         let model = try SoftVQModel(config: config, initialization: .uninitialized)
         fillQuickRandom(model)
+        model.freeze()
         var rng = RandomGenerator(seed: 7)
         let images = rng.uniformTensor([batch, 3, config.imageSize, config.imageSize], low: -1, high: 1)
         return try Autograd.noGrad {
@@ -66,6 +67,7 @@ func fillQuickRandom(_ model: any Module) {
                 p[j] = (Float(x >> 40) / Float(1 << 24) - 0.5) * 0.06
             }
         }
+        t.markModified()
     }
 }
 

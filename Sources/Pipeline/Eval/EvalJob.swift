@@ -90,6 +90,7 @@ public enum EvalJob {
             }
         }
         let classifier = try FashionClassifier.load(path: o.classifier)
+        classifier.freeze()
         let test = try FashionMNIST(split: .test), train = try FashionMNIST(split: .train)
         let testImages = classifierImages(test)
         let (testFeatures, testPred) = classifier.evaluate(testImages)
@@ -102,6 +103,7 @@ public enum EvalJob {
 
         // Reconstruction of the test split.
         let tokenizer = try SoftVQModel.load(folder: o.tokenizer, log: log)
+        tokenizer.freeze()
         let dataset = try ImageDataset.open("fashion-mnist:test", size: tokenizer.imageSize)
         let n = min(dataset.count, o.reconstructionLimit ?? .max)
         let recon = Tensor(uninitialized: [n, 1, 28, 28])

@@ -64,6 +64,8 @@ public final class GenerationModels {
         self.tokenizerPath = tokenizerPath
         sit = try SiT.load(folder: sitPath)
         tokenizer = try SoftVQModel.load(folder: tokenizerPath, decoderOnly: true, log: log)
+        sit.freeze()
+        tokenizer.freeze()
         let c = sit.config
         guard c.vae1D, c.inputSize == tokenizer.numLatentTokens, c.inChannels == tokenizer.latentDim else {
             throw PipelineError.cacheMismatch("The SiT in \(sitPath) generates \(c.inputSize) x \(c.inChannels) latents but the tokenizer in \(tokenizerPath) decodes \(tokenizer.numLatentTokens) x \(tokenizer.latentDim).")

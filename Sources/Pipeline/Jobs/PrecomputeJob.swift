@@ -39,6 +39,7 @@ public enum PrecomputeJob {
             guard o.overwrite else { throw PipelineError.invalidArgument("\(o.out) already exists; pass --overwrite to replace it.") }
         }
         let model = try SoftVQModel.load(folder: o.tokenizer, log: log)
+        model.freeze()
         let identity = try TokenizerIdentity(folder: o.tokenizer)
         // --limit keeps a class-balanced subset (every class present when the limit allows).
         let dataset = try ImageDataset.open(o.dataset, size: model.imageSize, strict: o.strict).limited(to: o.limit)

@@ -1,0 +1,420 @@
+// The matmul engine of inference: oneDNN 2.6 matmul primitives, cached per shape, over weights
+// packed once into the layout the primitive asks for (oneDNN's `format_tag::any`), in the
+// precision the CPU computes fastest.
+//
+// - Where packed weights live: each `Linear` owns a `PackedWeight` handle holding the weight in
+//   oneDNN's layout and data type (or, when that layout is the weight's own [out, in] float32
+//   layout, nothing but a reference to it: no copy).
+// - Invalidation: a pack remembers the weight's storage `version` (bumped by every mutation API:
+//   assign, fill, markModified, Module.load, AdamW, EMA, the initialization fills) and a
+//   fingerprint of 64 sampled values; either changing repacks before the next product. The
+//   fingerprint only catches whole-tensor rewrites that forgot `markModified()`, not single edits.
+// - When it is used: a Linear's forward when its weight is frozen (requiresGrad false: a model
+//   prepared for inference with `Module.freeze()`), no tape records and the backend is oneDNN.
+//   Trainable weights never get a pack: training and finite-difference checks edit them through
+//   `pointer` at any time, and they always take the OpenBLAS path, which reads them afresh.
+//   Training forwards and every backward stay on OpenBLAS sgemm, and so do products of at most
+//   `streamingRowLimit` rows in fp32, where the few-rows kernel that streams each weight row
+//   once is faster (measured: `gen bench kernels`).
+// - Threads: Debian's libdnnl runs on GNU OpenMP; every call sets OpenMP's thread count of the
+//   calling thread to `Threads.count`.
+// - Concurrency: primitive creation, packing and execution are serialized by one lock (oneDNN's
+//   library-managed scratchpad is per primitive; no caller runs models concurrently).
+
+import CDNNL
+import CKernels
+import Foundation
+
+/// Matmul precision of inference. `auto` resolves to bf16 where the CPU has AVX512-BF16 or AMX
+/// (oneDNN's effective ISA, or the cpuid flags) and oneDNN builds bf16 matmuls, else to fp32.
+public enum Precision: String, CaseIterable, Sendable, Codable {
+    case auto, fp32, bf16
+}
+
+/// Which library runs the inference Linear products (`GEN_ENGINE=openblas` selects the old path).
+public enum MatmulBackend: String, CaseIterable, Sendable, Codable {
+    case openblas, onednn
+}
+
+public struct EngineError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum Engine {
+    /// The backend of inference Linears (default oneDNN when it initializes; `GEN_ENGINE`).
+    nonisolated(unsafe) public static var backend: MatmulBackend = {
+        let env = ProcessInfo.processInfo.environment["GEN_ENGINE"].flatMap(MatmulBackend.init(rawValue:))
+        return OneDNN.shared == nil ? .openblas : (env ?? .onednn)
+    }()
+
+    /// The resolved precision of inference matmuls (never `.auto`); set with `setPrecision`.
+    nonisolated(unsafe) public private(set) static var precision: Precision = .fp32
+
+    /// In fp32, products of at most this many rows (and a weight of at least 64 Ki values) use the
+    /// streaming few-rows kernel instead of oneDNN. At 1-2 rows the product is bound by reading
+    /// the weight, which that kernel does once at full bandwidth; from 4 rows oneDNN's
+    /// register-blocked kernel wins (`gen bench kernels`, AMD EPYC Zen and Intel Sapphire Rapids).
+    nonisolated(unsafe) public static var streamingRowLimit = 2
+
+    /// Resolves `auto` and checks that bf16 can run here; throws one sentence otherwise.
+    public static func resolve(_ requested: Precision) throws -> Precision {
+        switch requested {
+        case .fp32: return .fp32
+        case .auto: return bf16Available ? .bf16 : .fp32
+        case .bf16:
+            guard let dnnl = OneDNN.shared else {
+                throw EngineError("--precision bf16 needs oneDNN, which failed to initialize on this machine; use --precision fp32.")
+            }
+            guard bf16Available else {
+                throw EngineError("--precision bf16 needs a CPU with AVX512-BF16 or AMX, and this \(cpuName) has neither (oneDNN \(dnnl.version) dispatches to \(dnnl.isaName) and has no bf16 matmul for it); use --precision fp32 or auto.")
+            }
+            return .bf16
+        }
+    }
+
+    /// Sets the precision of inference matmuls (resolving `auto`); bf16 also selects oneDNN.
+    @discardableResult
+    public static func setPrecision(_ requested: Precision) throws -> Precision {
+        let p = try resolve(requested)
+        precision = p
+        if p == .bf16 { backend = .onednn }
+        return p
+    }
+
+    /// The CPU's model name (`/proc/cpuinfo`).
+    public static let cpuName: String = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            if let v = line.split(separator: ":", maxSplits: 1).last { return v.trimmingCharacters(in: .whitespaces) }
+        }
+        return "unknown CPU"
+    }()
+
+    /// The cpuid flags `avx512_bf16` / `amx_bf16` (whether the hardware has bf16 arithmetic).
+    public static let cpuBF16Flags: [String] = {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        return ["avx512_bf16", "amx_bf16"].filter(flags.contains)
+    }()
+
+    /// oneDNN's effective ISA (`dnnl_get_effective_cpu_isa`), or "none" without oneDNN.
+    public static var isa: String { OneDNN.shared?.isaName ?? "none" }
+
+    /// Whether bf16 matmuls run here: oneDNN's ISA includes AVX512-BF16 (or AMX), or the cpuid
+    /// flags say so, and oneDNN builds a bf16 matmul primitive.
+    public static let bf16Available: Bool = {
+        guard let dnnl = OneDNN.shared else { return false }
+        guard dnnl.isaHasBF16 || !cpuBF16Flags.isEmpty else { return false }
+        return dnnl.canBuildBF16
+    }()
+
+    /// One line for the top of a command's output: CPU, backend, ISA, precision and threads.
+    public static func summary(requested: Precision? = nil) -> String {
+        let dnnl = OneDNN.shared
+        var s = "Engine: "
+        switch backend {
+        case .onednn: s += "oneDNN \(dnnl?.version ?? "?") (ISA \(isa))"
+        case .openblas: s += "OpenBLAS sgemm" + (dnnl.map { " (oneDNN \($0.version) available, ISA \($0.isaName))" } ?? "")
+        }
+        s += ", \(precision.rawValue) matmuls"
+        if requested == .auto {
+            s += bf16Available ? " (auto: bf16 hardware)" : " (auto: no AVX512-BF16 or AMX)"
+        }
+        s += ", \(Threads.count) threads, \(cpuName)"
+        return s
+    }
+
+    /// OpenMP's thread count for oneDNN on the calling thread (set to `Threads.count` by every
+    /// product).
+    public static var openMPThreads: Int { Int(omp_get_max_threads()) }
+
+    /// The oneDNN implementation chosen for an (m, k) x (k, n) product (e.g. "gemm:jit",
+    /// "brg:avx512_core_amx"), for the benchmarks' reports.
+    public static func implementation(m: Int, k: Int, n: Int, precision: Precision = .fp32) -> String? {
+        guard let dnnl = OneDNN.shared else { return nil }
+        return dnnl.withLock { try? dnnl.primitive(m: m, k: k, n: n, bf16: precision == .bf16, bias: false, layout: nil).impl }
+    }
+}
+
+// MARK: - Packed weights
+
+/// A weight reordered once into the layout and data type of oneDNN's matmul primitive, owned by
+/// the Linear whose weight it mirrors (only while that weight is frozen). Rebuilt when the
+/// weight's storage version or fingerprint changed, or the precision did.
+public final class PackedWeight: @unchecked Sendable {
+    fileprivate var layout = dnnl_memory_desc_t()
+    fileprivate var bf16 = false
+    /// The packed copy; nil when the weight's own storage is the packed layout (fp32 [out, in]).
+    fileprivate var buffer: UnsafeMutableRawPointer?
+    fileprivate var bufferBytes = 0
+    fileprivate var source: Storage?
+    fileprivate var offset = 0
+    fileprivate var version: UInt64 = 0
+    fileprivate var fingerprint: UInt64 = 0
+    /// How many times the weight was packed (tests check that an update repacks).
+    public fileprivate(set) var packCount = 0
+
+    public init() {}
+
+    /// Bytes of the packed copy (0 when none is held).
+    public var bytes: Int { bufferBytes }
+
+    /// Drops the packed copy (it is rebuilt on the next inference product).
+    public func invalidate() {
+        buffer?.deallocate()
+        buffer = nil
+        bufferBytes = 0
+        source = nil
+    }
+
+    deinit { buffer?.deallocate() }
+
+    fileprivate func isCurrent(for weight: Tensor, bf16: Bool) -> Bool {
+        guard let source, source === weight.storage, offset == weight.offset, self.bf16 == bf16,
+              version == weight.storage.version else { return false }
+        return fingerprint == PackedWeight.fingerprint(weight)
+    }
+
+    /// 64 values sampled evenly (the first and last included), hashed (FNV-1a over the bits).
+    static func fingerprint(_ t: Tensor) -> UInt64 {
+        let n = t.count, p = t.pointer
+        guard n > 0 else { return 0 }
+        let samples = Swift.min(n, 64)
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for s in 0..<samples {
+            let i = samples == 1 ? 0 : s * (n - 1) / (samples - 1)
+            h = (h ^ UInt64(p[i].bitPattern)) &* 0x0000_0100_0000_01B3
+        }
+        return h
+    }
+
+    /// The data pointer oneDNN reads.
+    fileprivate func data(_ weight: Tensor) -> UnsafeRawPointer {
+        UnsafeRawPointer(buffer ?? UnsafeMutableRawPointer(weight.pointer))
+    }
+}
+
+// MARK: - The Linear forward through the engine
+
+/// y = x W^T + b for a Linear layer: through oneDNN with the packed weight when the weight is
+/// frozen, no tape records and the backend is oneDNN; otherwise (and for few rows in fp32) the
+/// OpenBLAS `linear`.
+public func engineLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, packed: PackedWeight) -> Tensor {
+    let inF = weight.dim(1), outF = weight.dim(0)
+    let rows = x.count / Swift.max(inF, 1)
+    let recording = Autograd.isRecording && (x.requiresGrad || weight.requiresGrad || bias?.requiresGrad == true)
+    let precision = Engine.precision
+    guard !weight.requiresGrad, !recording, Engine.backend == .onednn, let dnnl = OneDNN.shared, x.dim(-1) == inF, rows > 0, inF > 0, outF > 0,
+          !(precision == .fp32 && rows <= Engine.streamingRowLimit && inF * outF >= 1 << 16) else {
+        return linear(x, weight, bias)
+    }
+    if let bias { precondition(bias.count == outF, "linear: bias \(bias.shape) for \(outF) outputs") }
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+    do {
+        try dnnl.linear(x: x, rows: rows, weight: weight, bias: bias, packed: packed, bf16: precision == .bf16, out: out)
+    } catch {
+        fatalError("oneDNN matmul (\(rows) x \(inF) . \(inF) x \(outF), \(precision.rawValue)): \(error)")
+    }
+    return out
+}
+
+// MARK: - oneDNN state
+
+/// A cached matmul primitive with its memory objects.
+final class MatmulPrimitive {
+    var m: cd_matmul
+    /// Created with format_tag any (oneDNN's preferred layout) rather than a given layout.
+    let preferred: Bool
+    let impl: String
+
+    init(_ m: cd_matmul, preferred: Bool) {
+        self.m = m
+        self.preferred = preferred
+        impl = m.impl.map { String(cString: $0) } ?? "?"
+    }
+
+    deinit { cd_matmul_destroy(&m) }
+
+    func hasLayout(_ layout: dnnl_memory_desc_t) -> Bool {
+        var a = m.weights_md, b = layout
+        return cd_same_layout(&a, &b) != 0
+    }
+}
+
+final class OneDNN: @unchecked Sendable {
+    static let shared: OneDNN? = OneDNN()
+
+    let engine: dnnl_engine_t
+    let stream: dnnl_stream_t
+    let version: String
+    let isaName: String
+    let isaHasBF16: Bool
+    private let lock = NSLock()
+
+    struct Key: Hashable {
+        let m, k, n: Int
+        let bf16, bias: Bool
+    }
+    private var cache: [Key: [MatmulPrimitive]] = [:]
+    private var cached = 0
+    /// bf16 copy of the activations (grow-only).
+    private var scratch: UnsafeMutableRawPointer?
+    private var scratchBytes = 0
+
+    private init?() {
+        var e: dnnl_engine_t?
+        guard dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success, let e else { return nil }
+        var s: dnnl_stream_t?
+        guard dnnl_stream_create(&s, e, dnnl_stream_default_flags.rawValue) == dnnl_success, let s else {
+            dnnl_engine_destroy(e)
+            return nil
+        }
+        engine = e
+        stream = s
+        let v = dnnl_version()!.pointee
+        version = "\(v.major).\(v.minor).\(v.patch)"
+        let isa = dnnl_get_effective_cpu_isa()
+        isaName = String(cString: cd_isa_name(isa))
+        isaHasBF16 = cd_isa_has_bf16(isa) != 0
+    }
+
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// Whether oneDNN builds a bf16 x bf16 -> f32 matmul on this CPU (it refuses without bf16
+    /// hardware: AVX-512 with BF16 or AMX).
+    lazy var canBuildBF16: Bool = withLock { (try? primitive(m: 16, k: 64, n: 64, bf16: true, bias: true, layout: nil)) != nil }
+
+    /// The cached primitive for the shape, in oneDNN's preferred weights layout (`layout` nil)
+    /// or in `layout`. Call with the lock held.
+    func primitive(m: Int, k: Int, n: Int, bf16: Bool, bias: Bool, layout: dnnl_memory_desc_t?) throws -> MatmulPrimitive {
+        let key = Key(m: m, k: k, n: n, bf16: bf16, bias: bias)
+        if let list = cache[key] {
+            if let layout {
+                if let p = list.first(where: { $0.hasLayout(layout) }) { return p }
+            } else if let p = list.first(where: \.preferred) {
+                return p
+            }
+        }
+        var raw = cd_matmul()
+        let dt = bf16 ? dnnl_bf16 : dnnl_f32
+        let status: dnnl_status_t
+        if var layout {
+            status = cd_matmul_create(engine, Int64(m), Int64(k), Int64(n), dt, dt, bias ? 1 : 0, &layout, &raw)
+        } else {
+            status = cd_matmul_create(engine, Int64(m), Int64(k), Int64(n), dt, dt, bias ? 1 : 0, nil, &raw)
+        }
+        guard status == dnnl_success else { throw EngineError("oneDNN could not build the matmul (status \(status.rawValue))") }
+        let p = MatmulPrimitive(raw, preferred: layout == nil)
+        if cached >= 1024 { cache.removeAll(); cached = 0 }   // a bound; shapes in one process are few
+        cache[key, default: []].append(p)
+        cached += 1
+        return p
+    }
+
+    /// Reorders `weight` ([out, in] float32) into the layout of `p` (no copy when that is the
+    /// weight's own layout in fp32). Call with the lock held.
+    private func pack(_ weight: Tensor, into packed: PackedWeight, for p: MatmulPrimitive, bf16: Bool) throws {
+        let k = weight.dim(1), n = weight.dim(0)
+        packed.invalidate()
+        var md = p.m.weights_md
+        if !bf16 && cd_is_plain_nk_f32(&md, Int64(k), Int64(n)) != 0 {
+            packed.buffer = nil
+        } else {
+            let bytes = cd_size(&md)
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(bytes, 64), alignment: 64)
+            let status = cd_pack_weights(engine, stream, Int32(Threads.count), Int64(k), Int64(n), weight.pointer, &md, buffer)
+            guard status == dnnl_success else {
+                buffer.deallocate()
+                throw EngineError("oneDNN could not reorder the weight (status \(status.rawValue))")
+            }
+            packed.buffer = buffer
+            packed.bufferBytes = bytes
+        }
+        packed.layout = md
+        packed.bf16 = bf16
+        packed.source = weight.storage
+        packed.offset = weight.offset
+        packed.version = weight.storage.version
+        packed.fingerprint = PackedWeight.fingerprint(weight)
+        packed.packCount += 1
+    }
+
+    /// out (rows, N) = x (rows, K) W^T + b with the packed weight (packing or repacking first if
+    /// it is stale).
+    func linear(x: Tensor, rows: Int, weight: Tensor, bias: Tensor?, packed: PackedWeight, bf16: Bool, out: Tensor) throws {
+        let k = weight.dim(1), n = weight.dim(0)
+        try withLock {
+            var p: MatmulPrimitive
+            if packed.isCurrent(for: weight, bf16: bf16) {
+                if let q = try? primitive(m: rows, k: k, n: n, bf16: bf16, bias: bias != nil, layout: packed.layout) {
+                    p = q
+                } else {
+                    // This row count has no primitive over the packed layout: repack for its own.
+                    p = try primitive(m: rows, k: k, n: n, bf16: bf16, bias: bias != nil, layout: nil)
+                    try pack(weight, into: packed, for: p, bf16: bf16)
+                }
+            } else {
+                p = try primitive(m: rows, k: k, n: n, bf16: bf16, bias: bias != nil, layout: nil)
+                try pack(weight, into: packed, for: p, bf16: bf16)
+            }
+            var src = UnsafeRawPointer(x.pointer)
+            if bf16 {
+                let bytes = rows * k * 2
+                if bytes > scratchBytes {
+                    scratch?.deallocate()
+                    scratch = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                    scratchBytes = bytes
+                }
+                let px = x.pointer, ps = scratch!.assumingMemoryBound(to: UInt16.self)
+                parallelFor(rows * k, grain: 1 << 15) { lo, hi in ck_f32_to_bf16(px + lo, ps + lo, hi - lo) }
+                src = UnsafeRawPointer(scratch!)
+            }
+            let status = withUnsafePointer(to: &p.m) {
+                cd_matmul_execute($0, stream, Int32(Threads.count), src, packed.data(weight), bias?.pointer, out.pointer)
+            }
+            guard status == dnnl_success else { throw EngineError("oneDNN matmul failed (status \(status.rawValue))") }
+        }
+    }
+
+    /// A product with weights packed outside any Linear, for the benchmarks: returns a closure
+    /// that runs out = x W^T with the weight packed once (and the packed handles it keeps).
+    /// `plain`: the weights' own [out, in] float32 layout instead of oneDNN's preferred one.
+    func benchmarkProduct(x: Tensor, weights: [Tensor], bf16: Bool, plain: Bool, out: Tensor) throws -> () -> Void {
+        let rows = x.dim(0)
+        let packs = weights.map { _ in PackedWeight() }
+        if plain {
+            let k = weights[0].dim(1), n = weights[0].dim(0)
+            try withLock {
+                var md = dnnl_memory_desc_t()
+                guard cd_plain_nk_f32(Int64(k), Int64(n), &md) == dnnl_success else { throw EngineError("oneDNN: no plain layout") }
+                let p = try primitive(m: rows, k: k, n: n, bf16: false, bias: false, layout: md)
+                for (w, pw) in zip(weights, packs) { try pack(w, into: pw, for: p, bf16: false) }
+            }
+        }
+        for (w, pw) in zip(weights, packs) { try linear(x: x, rows: rows, weight: w, bias: nil, packed: pw, bf16: bf16, out: out) }
+        var turn = 0
+        return { [self] in
+            turn += 1
+            try? self.linear(x: x, rows: rows, weight: weights[turn % weights.count], bias: nil,
+                             packed: packs[turn % packs.count], bf16: bf16, out: out)
+        }
+    }
+}
+
+extension Engine {
+    /// For `gen bench kernels`: out = x W^T through oneDNN with each of `weights` packed once
+    /// (used in turn), in fp32 or bf16. Nil without oneDNN or when the precision cannot run.
+    /// `plainLayout`: keep the weights in their own [out, in] float32 layout (no packed copy).
+    public static func packedProduct(x: Tensor, weights: [Tensor], precision: Precision, plainLayout: Bool = false,
+                                     out: Tensor) -> (() -> Void)? {
+        guard let dnnl = OneDNN.shared, precision != .auto, precision == .fp32 || bf16Available,
+              !(plainLayout && precision == .bf16) else { return nil }
+        return try? dnnl.benchmarkProduct(x: x, weights: weights, bf16: precision == .bf16, plain: plainLayout, out: out)
+    }
+}
