@@ -9,12 +9,14 @@ struct Convert: ParsableCommand {
         abstract: "Copy a checkpoint folder, storing its weights as f32, f16 or bf16 (config.json unchanged).",
         discussion: "Example: gen convert --from runs/sit --to runs/sit-f16 --dtype f16")
 
+    @OptionGroup var compute: ComputeOptions
     @Option(help: "Source checkpoint folder (config.json + model.safetensors), or a run folder.") var from: String
     @Option(name: [.customLong("to"), .customShort("o"), .customLong("out")], help: "Destination folder (created).") var to: String
     @Option(help: "f32, f16 or bf16.") var dtype = "f16"
     @Flag(help: "Replace existing files in the destination.") var overwrite = false
 
     func run() throws {
+        compute.apply()
         try userFacing {
             let kind: DType
             switch dtype.lowercased() {

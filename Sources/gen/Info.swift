@@ -9,7 +9,7 @@ import Tokenizer
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Describe a checkpoint folder (tokenizer or SiT), a training run, or a latent cache.",
-        discussion: "Example: gen info Checkpoints/fashion-sit")
+        discussion: "Examples:\n  gen info Checkpoints/fashion-sit\n  gen info runs/sit\n  gen info runs/latents.h5")
 
     @Argument(help: "A checkpoint folder, run folder or .h5 cache.") var path: String
     @Flag(help: "For a run folder: redraw loss.png from log.jsonl.") var plot = false

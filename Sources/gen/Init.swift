@@ -12,12 +12,13 @@ struct Init: ParsableCommand {
         abstract: "Write a randomly initialized checkpoint of a released shape (no download needed).",
         discussion: """
         For starting a full-size run, or for timing and measuring the memory of the real `gen sample` \
-        path at full size before any weights exist.
+        path at full size before any weights exist (prefix the sample command with /usr/bin/time -v for \
+        its peak memory; --size XL and --preset softvq-l-64 give the released SiT-XL and SoftVQ-L).
 
         Examples:
-          gen init sit --size XL --tokens 64 --channels 32 --out /tmp/sit-xl1-64
-          gen init tokenizer --preset softvq-l-64 --out /tmp/softvq-l-64
-          /usr/bin/time -v gen sample --sit /tmp/sit-xl1-64 --tokenizer /tmp/softvq-l-64 --classes 207 --per-class 1 --cfg 1.5 --steps 25 --out /tmp/xl-sample
+          gen init sit --size B --tokens 64 --channels 32 --out init/sit-b1-64
+          gen init tokenizer --preset softvq-b-64 --out init/softvq-b-64
+          gen sample --sit init/sit-b1-64 --tokenizer init/softvq-b-64 --classes golden_retriever --per-class 1 --cfg 1.5 --steps 25 -o init/sample
         """,
         subcommands: [SiTModel.self, TokenizerModel.self])
 

@@ -132,3 +132,10 @@ func validateTrainingLoop(steps: Int?, batchSize: Int, lr: Float, warmup: Int, e
     try require(stopAfter, "--stop-after", in: Limits.steps)
     guard !(resume && overwrite) else { throw ValidationError("--resume and --overwrite exclude each other.") }
 }
+
+/// This invocation as a shell command line (`gen` and its arguments, quoted where needed).
+func commandLine() -> String {
+    (["gen"] + CommandLine.arguments.dropFirst()).map { arg in
+        arg.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=,:@+".contains($0) }) && !arg.isEmpty ? arg : "'" + arg.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }.joined(separator: " ")
+}

@@ -8,7 +8,7 @@ struct Precompute: ParsableCommand {
         discussion: """
         Rerun the same command after an interruption (even kill -9) to finish the cache; the file appears under its final name only when complete.
 
-        Example: gen precompute --tokenizer runs/tok/checkpoint --dataset fashion-mnist --out runs/latents.h5
+        Example: gen precompute --tokenizer runs/tok --dataset fashion-mnist:test --out runs/test-latents.h5
         """)
 
     @OptionGroup var compute: ComputeOptions

@@ -7,7 +7,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a class-conditional SiT on a latent cache (flow matching; resumable).",
         discussion: """
-        Example: gen train --cache runs/latents.h5 --tokenizer runs/tok/checkpoint --out runs/sit --steps 20000
+        Example: gen train --cache runs/latents.h5 --tokenizer runs/tok --out runs/sit-cosine --path cosine --steps 20000
         """)
 
     @OptionGroup var compute: ComputeOptions
@@ -51,6 +51,7 @@ struct Train: ParsableCommand {
         o.saveEvery = saveEvery; o.logEvery = logEvery; o.allowMissingClasses = allowMissingClasses ? true : nil
         try userFacing {
             let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
+            job.command = commandLine()
             try job.run(stopAfter: stopAfter)
         }
     }

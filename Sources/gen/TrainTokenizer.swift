@@ -9,7 +9,7 @@ struct TrainTokenizer: ParsableCommand {
         discussion: """
         <out>/checkpoint holds the EMA weights as config.json + model.safetensors (the layout of the released SoftVQVAE/softvq-* folders, with vq_mean / vq_std measured on the data), plus the optimizer and data position for --resume. Metrics go to <out>/log.jsonl, the loss curve to <out>/loss.png.
 
-        Example: gen train-tokenizer --dataset fashion-mnist --preset fashion32 --steps 8000 --out runs/tok
+        Example: gen train-tokenizer --dataset fashion-mnist --preset fashion32-small --steps 8000 --out runs/tok-small
         """)
 
     @OptionGroup var compute: ComputeOptions
@@ -60,6 +60,7 @@ struct TrainTokenizer: ParsableCommand {
         o.codebookSize = codebookSize; o.codebookDim = codebookDim
         try userFacing {
             let job = try TokenizerTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
+            job.command = commandLine()
             try job.run(stopAfter: stopAfter)
         }
     }

@@ -20,9 +20,10 @@ struct RunResult {
 }
 
 @discardableResult
-func gen(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> RunResult {
+func gen(_ args: [String], cwd: String? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> RunResult {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: genPath)
+    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
     p.arguments = args + (args.first == "info" || args.contains("--help") ? [] : ["--threads", "1"])
     let out = Pipe(), err = Pipe()
     p.standardOutput = out

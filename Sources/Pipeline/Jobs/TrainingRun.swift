@@ -112,14 +112,17 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
     public var step: Int
     public var options: Options
     public var progress: Progress
+    /// The command lines that trained the run, oldest first (empty in older runs).
+    public var commands: [String] = []
 
-    enum CodingKeys: String, CodingKey { case kind, step, options }
+    enum CodingKeys: String, CodingKey { case kind, step, options, commands }
 
-    public init(kind: String, step: Int, options: Options, progress: Progress) {
+    public init(kind: String, step: Int, options: Options, progress: Progress, commands: [String] = []) {
         self.kind = kind
         self.step = step
         self.options = options
         self.progress = progress
+        self.commands = commands
     }
 
     public init(from decoder: Decoder) throws {
@@ -127,6 +130,7 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
         kind = try c.decode(String.self, forKey: .kind)
         step = try c.decode(Int.self, forKey: .step)
         options = try c.decode(Options.self, forKey: .options)
+        commands = try c.decodeIfPresent([String].self, forKey: .commands) ?? []
         progress = try Progress(from: decoder)
     }
 
@@ -135,6 +139,7 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
         try c.encode(kind, forKey: .kind)
         try c.encode(step, forKey: .step)
         try c.encode(options, forKey: .options)
+        if !commands.isEmpty { try c.encode(commands, forKey: .commands) }
         try progress.encode(to: encoder)
     }
 
@@ -157,6 +162,9 @@ public final class TrainingRun<Task: TrainingTask> {
     public let folder: RunFolder
     public let task: Task
     let log: (String) -> Void
+    /// The command line of this invocation, recorded in state.json and the model card.
+    public var command: String?
+    private var earlierCommands: [String] = []
 
     /// Opens the run in `out`. An existing run is refused unless `resume` (continue it with its
     /// own options; see `Task.resumedOptions`) or `overwrite` (start over). `make` builds the
@@ -199,6 +207,7 @@ public final class TrainingRun<Task: TrainingTask> {
         if saved == nil { folder.startNewRun() }
         if let saved, let existing = folder.latestCheckpoint {
             try task.restore(from: existing, step: saved.step, progress: saved.progress)
+            earlierCommands = saved.commands
             folder.truncateLog(after: saved.step)
             log("Resuming \(folder.root) at step \(saved.step) of \(options.steps).")
         }
@@ -208,10 +217,16 @@ public final class TrainingRun<Task: TrainingTask> {
 
     /// Writes a checkpoint (model files and state.json) atomically, then redraws the loss plot.
     public func saveCheckpoint() throws {
-        let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, progress: task.progress)
+        let commands = earlierCommands + (command.map { [$0] } ?? [])
+        let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, progress: task.progress,
+                                  commands: commands)
+        let name = (folder.root as NSString).lastPathComponent
         try folder.saveCheckpoint { dir in
             try task.writeCheckpoint(into: dir)
             try state.write(try trainingFiles(of: dir, creating: true) + "/state.json")
+            if let card = try ModelCard.read(checkpoint: dir, name: name, logPath: folder.activeLogPath) {
+                try atomicWrite(Data(card.markdown.utf8), to: dir + "/README.md")
+            }
         }
         try? folder.plotLoss(title: Task.info.plotTitle, field: Task.info.plotField)
     }
