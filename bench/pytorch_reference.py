@@ -13,6 +13,7 @@ user can put the two implementations side by side on their machine:
 Prints one line per variant: seconds per forward (median of --repeats after one warm-up).
 """
 import argparse
+import json
 import math
 import statistics
 import time
@@ -102,7 +103,9 @@ def main():
     ap.add_argument("--skip-512", action="store_true")
     ap.add_argument("--tokens", help="only these token counts, comma-separated (as gen bench generation --tokens)")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--json", help="also write the forward rows here, for gen bench generation --compare")
     args = ap.parse_args()
+    rows = []
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     variants = [
@@ -130,7 +133,12 @@ def main():
                 y = torch.randint(0, 1000, (b,))
                 med, lo, hi = timed(lambda: model(x, t, y), args.repeats)
                 print(f"{name} batch {b}: {med:.4f} s/forward (min {lo:.4f}, max {hi:.4f})")
+                rows.append(dict(name=f"PyTorch {torch.__version__} fp32", model=name, tokens=kw["tokens"], batch=b,
+                                 seconds=med, min=lo, max=hi, images_per_s=b / med, threads=torch.get_num_threads()))
             del model
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
     if args.skip_training:
         return
     # One SiT-B/1 training step: 64 tokens x 32 channels, batch 16, AdamW.

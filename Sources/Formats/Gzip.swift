@@ -78,3 +78,25 @@ public func crc32(_ bytes: UnsafeRawBufferPointer, previous: UInt32 = 0) -> UInt
 public func crc32(_ bytes: [UInt8], previous: UInt32 = 0) -> UInt32 {
     bytes.withUnsafeBytes { crc32($0, previous: previous) }
 }
+
+/// CRC-32 continued over `count` zero bytes, without touching them (zlib's crc32_combine over
+/// doubling blocks of zeros).
+public func crc32Zeros(_ count: Int, previous: UInt32 = 0) -> UInt32 {
+    var crc = uLong(previous)
+    var block = [UInt8](repeating: 0, count: 1 << 20)
+    var blockCRC = CZlib.crc32(0, &block, uInt(block.count))
+    var blockLength = block.count
+    var remaining = count
+    // Binary decomposition of count into blocks of 2^k MiB, plus a tail shorter than 1 MiB.
+    let tail = remaining % block.count
+    remaining -= tail
+    var blocks = remaining / block.count
+    while blocks > 0 {
+        if blocks & 1 == 1 { crc = crc32_combine(crc, blockCRC, off_t(blockLength)) }
+        blockCRC = crc32_combine(blockCRC, blockCRC, off_t(blockLength))
+        blockLength *= 2
+        blocks >>= 1
+    }
+    if tail > 0 { crc = CZlib.crc32(crc, &block, uInt(tail)) }
+    return UInt32(crc)
+}

@@ -11,6 +11,9 @@ public final class LatentCacheReader {
     /// All labels (N), loaded at open (8 bytes per row).
     public let labels: [Int]
     public var count: Int { metadata.numImages }
+    /// The labels that occur, sorted: the cache's `classes_present` attribute (written when it
+    /// was finished; checked against the labels), or computed from the labels for older caches.
+    public let classesPresent: [Int]
 
     private let file: hid_t
     private let latents: hid_t
@@ -62,6 +65,14 @@ public final class LatentCacheReader {
             H5Dclose(opened.removeLast())
             metadata = meta
             labels = try Self.checkLabels(y, classCount: meta.classNames.count, path: path)
+            let computed = Array(Set(labels)).sorted()
+            if H5.attributeExists(f, "classes_present") {
+                let recorded = (try? JSONSerialization.jsonObject(with: Data(try H5.stringAttribute(f, "classes_present").utf8))) as? [Int]
+                guard recorded == computed else {
+                    throw PipelineError.corruptFile(path: path, reason: "its classes_present attribute does not match its labels")
+                }
+            }
+            classesPresent = computed
         } catch {
             opened.filter { $0 >= 0 }.forEach { H5Dclose($0) }
             H5Fclose(f)

@@ -352,6 +352,13 @@ public final class LatentCacheWriter {
                 throw PipelineError.invalidArgument("The latent cache has \(rowsDone) of \(metadata.numImages) rows; it cannot be finished yet.")
             }
         }
+        // The classes that occur (a class-balanced --limit, or skipped images, may leave some out).
+        var y = [Int64](repeating: 0, count: rowsDone)
+        if rowsDone > 0 {
+            try H5.check(H5Dread(labels, h5_t_native_int64(), h5_s_all(), h5_s_all(), h5_p_default(), &y), "read /labels of \(partialPath)")
+        }
+        let present = Array(Set(y.map { Int($0) })).sorted()
+        try H5.setAttribute(file, "classes_present", string: String(data: try JSONSerialization.data(withJSONObject: present), encoding: .utf8) ?? "[]")
         try H5.setAttribute(file, "complete", int: 1)
         try H5.check(H5Fflush(file, H5F_SCOPE_LOCAL), "flush \(partialPath)")
         closeHandles()

@@ -96,6 +96,20 @@ public final class NPZWriter {
 
     public func append(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try append($0) } }
 
+    /// Appends `count` zero bytes by seeking past them (a hole in a sparse file), with their
+    /// CRC folded in arithmetically: how a test makes an archive over 4 GiB cheaply.
+    public func appendZeros(_ count: Int) throws {
+        guard handle != nil else { throw PipelineError.invalidArgument("The .npz writer is closed.") }
+        guard count >= 0, written + count <= dataSize else {
+            throw PipelineError.invalidArgument("More data than the declared shape \(shape) holds.")
+        }
+        do { try handle!.seek(toOffset: try handle!.offset() + UInt64(count)) } catch {
+            throw PipelineError.writeFailed(path: path, reason: error.localizedDescription)
+        }
+        crc = crc32Zeros(count, previous: crc)
+        written += count
+    }
+
     /// Writes the central directory, fixes the CRC in the local header, and renames into place.
     public func finish() throws {
         guard let h = handle else { throw PipelineError.invalidArgument("The .npz writer is closed.") }

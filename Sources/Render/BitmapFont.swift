@@ -1,12 +1,14 @@
 // A 5x7 pixel font for printable ASCII (0x20...0x7E), so labels and plot ticks need no font
-// library. Each glyph is 5 column bytes; bit 0 is the top row.
+// library. Each glyph is 5 column bytes; bit 0 is the top row. The letters with descenders
+// (g j p q y) take two more rows below the baseline (9-row columns), so "cfg" does not read "cf9".
 
 import Formats
 import Foundation
 
 public enum BitmapFont {
     public static let glyphWidth = 5
-    public static let glyphHeight = 7
+    /// Rows a line of text occupies: 7 above the baseline and 2 for descenders.
+    public static let glyphHeight = 9
     /// Horizontal advance per character (glyph plus one blank column), at scale 1.
     public static let advance = 6
 
@@ -45,8 +47,19 @@ public enum BitmapFont {
         0x00, 0x41, 0x36, 0x08, 0x00, 0x08, 0x04, 0x08, 0x10, 0x08,                               // } ~
     ]
 
+    /// Lower-case letters with descenders: 9-row columns (x-height rows 2-6, descender 7-8).
+    private static let descenders: [UInt32: [UInt16]] = [
+        0x67: [0x038, 0x144, 0x144, 0x144, 0x0F8],   // g
+        0x6A: [0x080, 0x100, 0x100, 0x0FD, 0x000],   // j
+        0x70: [0x1FC, 0x044, 0x044, 0x044, 0x038],   // p
+        0x71: [0x038, 0x044, 0x044, 0x044, 0x1FC],   // q
+        0x79: [0x03C, 0x140, 0x140, 0x140, 0x0FC],   // y
+    ]
+
     /// Whether pixel (x, y) of the glyph for `scalar` is set (unknown characters draw as '?').
     public static func pixel(_ scalar: Unicode.Scalar, x: Int, y: Int) -> Bool {
+        if let d = descenders[scalar.value] { return (d[x] >> UInt16(y)) & 1 == 1 }
+        guard y < 7 else { return false }
         var v = Int(scalar.value)
         if v < 0x20 || v > 0x7E { v = 0x3F }
         let column = columns[(v - 0x20) * 5 + x]

@@ -84,7 +84,10 @@ public struct LinePlot {
     public func render() -> Canvas {
         var canvas = Canvas(width: width, height: height)
         let m = Self.margins
-        let plotW = width - m.left - m.right, plotH = height - m.top - m.bottom
+        // The legend sits right of the plot area, never over the data.
+        let named = series.filter { !$0.name.isEmpty }
+        let legendW = named.isEmpty ? 0 : min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 24)
+        let plotW = width - m.left - m.right - legendW, plotH = height - m.top - m.bottom
         canvas.text(title, x: max(2, (width - BitmapFont.width(title)) / 2), y: 8)
         let ty: (Double) -> Double? = { v in
             guard v.isFinite else { return nil }
@@ -126,12 +129,11 @@ public struct LinePlot {
                 if let q = previous { canvas.line(q.0, q.1, p.0, p.1, color, thickness: 2) } else { canvas.fill(x: p.0 - 1, y: p.1 - 1, width: 2, height: 2, color) }
                 previous = p
             }
-            // Legend, top right inside the plot.
-            if series.count > 1 || !s.name.isEmpty {
-                let lx = m.left + plotW - 8 - (series.map { BitmapFont.width($0.name) }.max() ?? 0) - 14
-                let ly = m.top + 6 + k * 11
+            if !s.name.isEmpty, let row = named.firstIndex(where: { $0.name == s.name }) {
+                let lx = m.left + plotW + 10, ly = m.top + 4 + row * 13
                 canvas.fill(x: lx, y: ly + 2, width: 10, height: 3, color)
-                canvas.text(s.name, x: lx + 14, y: ly)
+                let maxChars = max(1, (legendW - 24) / BitmapFont.advance)
+                canvas.text(s.name.count > maxChars ? String(s.name.prefix(maxChars)) : s.name, x: lx + 14, y: ly)
             }
         }
         return canvas
@@ -147,31 +149,48 @@ public struct LinePlot {
 }
 
 public struct BarChart {
+    public struct Series {
+        public var name: String
+        public var values: [Double]
+        public init(name: String, values: [Double]) { self.name = name; self.values = values }
+    }
+
     public var title: String
     public var yLabel: String
+    /// One label per group; "\n" starts a second line.
     public var labels: [String]
-    public var values: [Double]
+    /// Bars of each group, side by side (a legend names them when there are several).
+    public var series: [Series]
     public var width: Int
     public var height: Int
 
     public init(title: String, yLabel: String = "", labels: [String], values: [Double], width: Int = 640, height: Int = 400) {
-        precondition(labels.count == values.count, "one label per bar")
-        self.title = title; self.yLabel = yLabel; self.labels = labels; self.values = values
+        self.init(title: title, yLabel: yLabel, labels: labels, series: [Series(name: "", values: values)], width: width, height: height)
+    }
+
+    public init(title: String, yLabel: String = "", labels: [String], series: [Series], width: Int = 640, height: Int = 400) {
+        precondition(series.allSatisfy { $0.values.count == labels.count }, "one value per label in every series")
+        self.title = title; self.yLabel = yLabel; self.labels = labels; self.series = series
         self.width = width; self.height = height
     }
 
     public func render() -> Canvas {
         var canvas = Canvas(width: width, height: height)
-        let m = LinePlot.margins
-        let plotW = width - m.left - m.right, plotH = height - m.top - m.bottom
+        var m = LinePlot.margins
+        let lines = labels.map { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
+        m.bottom += 11 * max(0, (lines.map(\.count).max() ?? 1) - 1)
+        let named = series.filter { !$0.name.isEmpty }
+        let legendW = named.count > 1 ? min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 24) : 0
+        let plotW = width - m.left - m.right - legendW, plotH = height - m.top - m.bottom
         canvas.text(title, x: max(2, (width - BitmapFont.width(title)) / 2), y: 8)
-        let finite = values.filter(\.isFinite)
+        let finite = series.flatMap(\.values).filter(\.isFinite)
         let y0 = min(0, finite.min() ?? 0)
         var y1 = max(0, finite.max() ?? 1)
         if y1 <= y0 { y1 = y0 + 1 }
         y1 += (y1 - y0) * 0.08
         func py(_ y: Double) -> Int { m.top + plotH - 1 - Int(((y - y0) / (y1 - y0) * Double(plotH - 1)).rounded()) }
-        LinePlot(title: "", series: []).drawAxes(&canvas, plotW: plotW, plotH: plotH)
+        canvas.line(m.left - 1, m.top, m.left - 1, m.top + plotH, (0, 0, 0))
+        canvas.line(m.left - 1, m.top + plotH, m.left + plotW, m.top + plotH, (0, 0, 0))
         for t in niceTicks(y0, y1) {
             let y = py(t)
             canvas.line(m.left - 3, y, m.left - 1, y, (0, 0, 0))
@@ -180,20 +199,35 @@ public struct BarChart {
             canvas.text(s, x: m.left - 5 - BitmapFont.width(s), y: y - 3)
         }
         if !yLabel.isEmpty { canvas.verticalText(yLabel, x: 3, y: m.top + (plotH + BitmapFont.width(yLabel)) / 2) }
-        let n = max(values.count, 1)
+        let n = max(labels.count, 1), k = max(series.count, 1)
         let slot = Double(plotW) / Double(n)
-        for (k, v) in values.enumerated() where v.isFinite {
-            let color = plotPalette[k % plotPalette.count]
-            let left = m.left + Int(Double(k) * slot + slot * 0.15)
-            let w = max(1, Int(slot * 0.7))
-            let top = py(max(v, 0)), bottom = py(min(v, 0))
-            canvas.fill(x: left, y: top, width: w, height: max(1, bottom - top + 1), color)
-            let valueText = tickLabel(v)
-            canvas.text(valueText, x: left + (w - BitmapFont.width(valueText)) / 2, y: max(m.top, top - 10))
-            let label = k < labels.count ? labels[k] : ""
+        let barW = max(1, Int(slot * 0.75) / k)
+        for g in 0..<labels.count {
+            let groupLeft = m.left + Int(Double(g) * slot + slot * 0.125)
+            for (j, s) in series.enumerated() where s.values[g].isFinite {
+                let v = s.values[g]
+                let color = series.count > 1 ? plotPalette[j % plotPalette.count] : plotPalette[g % plotPalette.count]
+                let left = groupLeft + j * barW
+                let top = py(max(v, 0)), bottom = py(min(v, 0))
+                canvas.fill(x: left, y: top, width: max(1, barW - 1), height: max(1, bottom - top + 1), color)
+                let valueText = tickLabel(v)
+                if BitmapFont.width(valueText) <= barW + 4 || series.count == 1 {
+                    canvas.text(valueText, x: left + (barW - BitmapFont.width(valueText)) / 2, y: max(m.top, top - 11))
+                }
+            }
             let maxChars = max(1, Int(slot) / BitmapFont.advance)
-            let shown = label.count > maxChars ? String(label.prefix(maxChars)) : label
-            canvas.text(shown, x: left + (w - BitmapFont.width(shown)) / 2, y: m.top + plotH + 6)
+            for (row, line) in lines[g].enumerated() {
+                let shown = line.count > maxChars ? String(line.prefix(maxChars)) : line
+                let center = m.left + Int(Double(g) * slot + slot / 2)
+                canvas.text(shown, x: center - BitmapFont.width(shown) / 2, y: m.top + plotH + 6 + row * 11)
+            }
+        }
+        for (row, s) in named.enumerated() where named.count > 1 {
+            let j = series.firstIndex { $0.name == s.name } ?? row
+            let lx = m.left + plotW + 10, ly = m.top + 4 + row * 13
+            canvas.fill(x: lx, y: ly + 2, width: 10, height: 3, plotPalette[j % plotPalette.count])
+            let maxChars = max(1, (legendW - 24) / BitmapFont.advance)
+            canvas.text(s.name.count > maxChars ? String(s.name.prefix(maxChars)) : s.name, x: lx + 14, y: ly)
         }
         return canvas
     }

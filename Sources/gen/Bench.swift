@@ -1,4 +1,5 @@
 import ArgumentParser
+import Formats
 import Foundation
 import Pipeline
 import Render
@@ -69,6 +70,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Only the variants over these token counts, comma-separated (64, 32, 1024, 256, 4096).") var tokens: String?
         @Flag(name: .customLong("no-end-to-end"), help: "Leave out the end-to-end guided image.") var noEndToEnd = false
         @Option(name: [.customShort("o"), .customLong("out")], help: "Output path prefix for the .md, .json and .png files.") var out: String?
+        @Option(help: "JSON rows of a reference run to draw and tabulate beside ours (bench/pytorch_reference.py --json).") var compare: String?
         @OptionGroup var precision: PrecisionOptions
         @Option(help: "Matmul backends of the Linear layers, comma-separated (onednn, openblas); with several, each case runs once per backend in every round and the report gives their ratios.")
         var engine: String = "onednn"
@@ -100,9 +102,11 @@ struct Bench: ParsableCommand {
                     }
                     only = Set(values.compactMap { $0 })
                 }
+                let reference = try compare.map(ReferenceRow.read)
                 let report = try GenerationBenchmark.run(repeats: repeats, steps: steps, include512: !skip512, smoke: smoke,
                                                          tokens: only, endToEnd: !noEndToEnd, engines: engines)
-                let md = report.markdown()
+                var md = report.markdown()
+                if let reference { md += "\n" + Self.comparisonTable(report, reference) }
                 print("")
                 print(md)
                 if let out {
@@ -112,12 +116,24 @@ struct Bench: ParsableCommand {
                     let enc = JSONEncoder()
                     enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                     try atomicWrite(try enc.encode(report), to: out + ".json")
-                    let rows = report.rows.filter { $0.note.isEmpty }
-                    try BarChart(title: "SiT forward throughput (images per second)", yLabel: "images/s",
-                                 labels: rows.map { "\($0.tokens)t b\($0.batch)" }, values: rows.map(\.imagesPerSecond))
-                        .writePNG(path: out + ".png")
+                    try Self.chart(report, reference: reference).writePNG(path: out + ".png")
                     print("Wrote \(out).md, \(out).json, \(out).png")
                 }
+            }
+        }
+    }
+
+    /// A row of a reference run (bench/pytorch_reference.py --json).
+    struct ReferenceRow: Decodable {
+        var name: String
+        var tokens: Int
+        var batch: Int
+        var seconds: Double
+
+        static func read(_ path: String) throws -> [ReferenceRow] {
+            guard let data = FileManager.default.contents(atPath: path) else { throw PipelineError.missingFile(path) }
+            do { return try JSONDecoder().decode([ReferenceRow].self, from: data) } catch {
+                throw PipelineError.corruptFile(path: path, reason: "it is not a JSON array of {name, tokens, batch, seconds} rows")
             }
         }
     }
@@ -170,5 +186,33 @@ struct Bench: ParsableCommand {
                 }
             }
         }
+    }
+}
+
+extension Bench.Generation {
+    /// The forward rows of our run (one engine: the first) as "64 tokens / batch 1" groups,
+    /// with the reference's bar beside ours where it measured the same case.
+    static func chart(_ report: GenerationBenchReport, reference: [Bench.ReferenceRow]?) -> BarChart {
+        let first = report.rows.first?.engine ?? ""
+        let rows = report.rows.filter { $0.note.isEmpty && $0.engine == first }
+        let labels = rows.map { "\($0.tokens) tokens\nbatch \($0.batch)" }
+        var series = [BarChart.Series(name: "this project" + (first.isEmpty ? "" : " (\(first))"), values: rows.map(\.imagesPerSecond))]
+        if let reference, let name = reference.first?.name {
+            series.append(.init(name: name, values: rows.map { r in
+                reference.first { $0.tokens == r.tokens && $0.batch == r.batch }.map { Double($0.batch) / $0.seconds } ?? .nan
+            }))
+        }
+        return BarChart(title: "SiT forward throughput (images per second, higher is better)", yLabel: "images/s",
+                        labels: labels, series: series, width: max(640, 90 * labels.count + 200))
+    }
+
+    static func comparisonTable(_ report: GenerationBenchReport, _ reference: [Bench.ReferenceRow]) -> String {
+        var t = "| case | ours s/forward | \(reference.first?.name ?? "reference") s/forward | speed-up |\n|---|---|---|---|\n"
+        for r in report.rows where r.note.isEmpty {
+            guard let ref = reference.first(where: { $0.tokens == r.tokens && $0.batch == r.batch }) else { continue }
+            t += String(format: "| %@ batch %d%@ | %.4f | %.4f | %.2fx |\n", r.name, r.batch, r.engine.isEmpty ? "" : " (\(r.engine))",
+                        r.seconds.median, ref.seconds, ref.seconds / r.seconds.median)
+        }
+        return t
     }
 }

@@ -8,7 +8,7 @@ import Tokenizer
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Describe a checkpoint folder (tokenizer or SiT), a training run, or a latent cache.",
+        abstract: "Describe what gen writes: a checkpoint folder (tokenizer, SiT, classifier), a training run, a latent cache or sampled latents, an .npz of samples.",
         discussion: "Examples:\n  gen info Checkpoints/fashion-sit\n  gen info runs/sit\n  gen info runs/latents.h5")
 
     @Argument(help: "A checkpoint folder, run folder or .h5 cache.") var path: String
@@ -25,6 +25,20 @@ struct Info: ParsableCommand {
             }
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw PipelineError.missingFile(path) }
+            if !isDir.boolValue, Self.isZip(path) {
+                let z = try NPZArchive(path: path)
+                print("npz archive \(path): \(z.arrays.count) array\(z.arrays.count == 1 ? "" : "s"), \(String(format: "%.1f", Double(z.fileSize) / 1e6)) MB\(z.zip64 ? " (Zip64)" : "")")
+                for a in z.arrays {
+                    let dtype = ["|u1": "uint8", "<f4": "float32", "<f8": "float64", "<i8": "int64", "<i4": "int32", "|b1": "bool"][a.descr] ?? a.descr
+                    let shape = "(" + a.shape.map(String.init).joined(separator: ", ") + ")"
+                    let method = a.compression == 0 ? "stored" : a.compression == 8 ? "deflated" : "compression \(a.compression)"
+                    print("  \(a.name): \(dtype) \(shape)\(a.fortranOrder ? " Fortran order" : ""), \(method)")
+                    if a.name == "arr_0", a.descr == "|u1", a.shape.count == 4, a.shape[3] == 3 {
+                        print("  ADM evaluator sample batch: \(a.shape[0]) RGB images of \(a.shape[1]) x \(a.shape[2]) (NHWC)")
+                    }
+                }
+                return
+            }
             if !isDir.boolValue {
                 let r = try LatentCacheReader(path: path)
                 let m = r.metadata
@@ -34,6 +48,9 @@ struct Info: ParsableCommand {
                 print("  tokenizer: \(m.tokenizerName) (weights sha256 \(m.tokenizerSHA256))")
                 print("  normalization: vq_mean \(m.vqMean), vq_std \(m.vqStd)")
                 if !m.classNames.isEmpty { print("  classes (\(m.classNames.count)): \(m.classNames.joined(separator: ", "))") }
+                let total = max(m.classNames.count, (r.classesPresent.last ?? -1) + 1)
+                let missing = (0..<total).filter { !r.classesPresent.contains($0) }
+                print("  classes present: \(r.classesPresent.count) of \(total)\(missing.isEmpty ? "" : "; no latents of " + missing.prefix(10).map { m.classNames.indices.contains($0) ? m.classNames[$0] : "class \($0)" }.joined(separator: ", ") + (missing.count > 10 ? ", ..." : ""))")
                 return
             }
             var folder = path
@@ -89,5 +106,12 @@ struct Info: ParsableCommand {
             }
             print("  \(weights.names.count) tensors, \(params) values, stored as \(dtypes)")
         }
+    }
+
+    /// Whether the file starts with a zip local header (an .npz).
+    static func isZip(_ path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        return (try? h.read(upToCount: 4)).map { [UInt8]($0 ?? Data()) == [0x50, 0x4B, 0x03, 0x04] } ?? false
     }
 }

@@ -405,6 +405,19 @@ final class BalancedLimitTests: XCTestCase {
         r = try gen(["precompute", "--tokenizer", d + "/tok", "--dataset", d + "/images", "--limit", "2", "--out", d + "/c2.h5"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(try LatentCacheReader(path: d + "/c2.h5").metadata.classNames, classes)
+        XCTAssertEqual(try LatentCacheReader(path: d + "/c2.h5").classesPresent, [0, 1])
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/h5dump") {   // hdf5-tools: the attribute itself
+            let p = Process(), out = Pipe()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/h5dump")
+            p.arguments = ["-a", "/classes_present", d + "/c2.h5"]
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            XCTAssertTrue(text.contains("\"[0,1]\""), text)
+        }
+        r = try gen(["info", d + "/c2.h5"])
+        XCTAssertTrue(r.stdout.contains("classes present: 2 of 4; no latents of cat, dog"), r.stdout)
         r = try gen(["train", "--cache", d + "/c2.h5", "--out", d + "/sit", "--steps", "2", "--batch-size", "2"] + tinySiTArgs.dropLast(4))
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("has no latents of 2: cat, dog"), r.stderr)
@@ -424,5 +437,25 @@ final class InfoTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("T-shirt/top, Trouser") && r.stdout.contains("path: linear")
                       && r.stdout.contains("trained on latents of tokenizer"), r.stdout)
+    }
+
+    /// gen info reads an .npz of samples (stored or Zip64) and refuses a truncated one in a sentence.
+    func testInfoDescribesAnNPZ() throws {
+        let d = tempDir("info-npz")
+        let array = (0..<(5 * 8 * 8 * 3)).map { UInt8($0 % 256) }
+        try NPZWriter.write(path: d + "/s.npz", array: array, shape: [5, 8, 8, 3])
+        try NPZWriter.write(path: d + "/z.npz", array: array, shape: [5, 8, 8, 3], forceZip64: true)
+        var r = try gen(["info", d + "/s.npz"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("arr_0: uint8 (5, 8, 8, 3), stored") && r.stdout.contains("5 RGB images of 8 x 8"), r.stdout)
+        r = try gen(["info", d + "/z.npz"])
+        XCTAssertTrue(r.stdout.contains("(Zip64)") && r.stdout.contains("(5, 8, 8, 3)"), r.stdout)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: d + "/s.npz"))
+        for cut in [10, 100, bytes.count - 30] {
+            try bytes.prefix(cut).write(to: URL(fileURLWithPath: d + "/t.npz"))
+            r = try gen(["info", d + "/t.npz"])
+            XCTAssertEqual(r.status, 1, "cut at \(cut): \(r.stdout)")
+            XCTAssertTrue(r.stderr.contains("not usable") || r.stderr.contains("not a zip"), r.stderr)
+        }
     }
 }

@@ -142,10 +142,10 @@ public final class RunFolder {
             if i >= window { acc -= series[i - window].1 }
             if i >= window - 1 { smooth.append((p.0, acc / Double(window))) }
         }
-        let plot = LinePlot(title: title, xLabel: "step", yLabel: field, series: [
-            .init(name: field, x: series.map(\.0), y: series.map(\.1)),
-            .init(name: "moving average (\(window))", x: smooth.map(\.0), y: smooth.map(\.1)),
-        ], logY: series.allSatisfy { $0.1 > 0 })
+        // The raw series, and a moving average only where it averages something.
+        var lines: [LinePlot.Series] = [.init(name: window > 1 ? field : "", x: series.map(\.0), y: series.map(\.1))]
+        if window > 1 { lines.append(.init(name: "moving average of \(window) logs", x: smooth.map(\.0), y: smooth.map(\.1))) }
+        let plot = LinePlot(title: title, xLabel: "step", yLabel: field, series: lines, logY: series.allSatisfy { $0.1 > 0 })
         try plot.writePNG(path: plotPath)
     }
 }

@@ -111,7 +111,7 @@ public final class SiTTrainingJob: TrainingTask {
         }
         let numClasses = classNames.isEmpty ? largest + 1 : classNames.count
         if !names.isEmpty && !(options.allowMissingClasses ?? false) {
-            let present = Set(reader.labels)
+            let present = Set(reader.classesPresent)
             let missing = names.indices.filter { !present.contains($0) }.map { names[$0] }
             if !missing.isEmpty {
                 throw PipelineError.invalidArgument("The latent cache lists \(names.count) classes but has no latents of \(missing.count): \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", ..." : ""); precompute more images (a class-balanced --limit of at least \(names.count)) or pass --allow-missing-classes.")
