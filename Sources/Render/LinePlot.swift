@@ -34,7 +34,8 @@ func logTicks(_ lo: Double, _ hi: Double) -> [Double] {
         let t = decades.flatMap { d in mantissas.map { log10($0) + Double(d) } }.filter { $0 >= lo && $0 <= hi }
         if t.count >= 2 && t.count <= 8 { return t }
         if t.count > 8 { continue }
-        return niceTicks(lo, hi)
+        // Under one 1-2-5 step: round values (0.98, 0.99, 1) placed on the log axis.
+        return niceTicks(pow(10, lo), pow(10, hi)).filter { $0 > 0 }.map(log10)
     }
     let step = max(1, Int(ceil(Double(decades.count) / 8)))
     return decades.filter { $0 % step == 0 }.map(Double.init).filter { $0 >= lo && $0 <= hi }
@@ -86,7 +87,7 @@ public struct LinePlot {
         let m = Self.margins
         // The legend sits right of the plot area, never over the data.
         let named = series.filter { !$0.name.isEmpty }
-        let legendW = named.isEmpty ? 0 : min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 24)
+        let legendW = named.isEmpty ? 0 : min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 30)
         let plotW = width - m.left - m.right - legendW, plotH = height - m.top - m.bottom
         canvas.text(title, x: max(2, (width - BitmapFont.width(title)) / 2), y: 8)
         let ty: (Double) -> Double? = { v in
@@ -132,7 +133,7 @@ public struct LinePlot {
             if !s.name.isEmpty, let row = named.firstIndex(where: { $0.name == s.name }) {
                 let lx = m.left + plotW + 10, ly = m.top + 4 + row * 13
                 canvas.fill(x: lx, y: ly + 2, width: 10, height: 3, color)
-                let maxChars = max(1, (legendW - 24) / BitmapFont.advance)
+                let maxChars = max(1, (legendW - 30) / BitmapFont.advance)
                 canvas.text(s.name.count > maxChars ? String(s.name.prefix(maxChars)) : s.name, x: lx + 14, y: ly)
             }
         }
@@ -180,7 +181,7 @@ public struct BarChart {
         let lines = labels.map { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
         m.bottom += 11 * max(0, (lines.map(\.count).max() ?? 1) - 1)
         let named = series.filter { !$0.name.isEmpty }
-        let legendW = named.count > 1 ? min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 24) : 0
+        let legendW = named.count > 1 ? min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 30) : 0
         let plotW = width - m.left - m.right - legendW, plotH = height - m.top - m.bottom
         canvas.text(title, x: max(2, (width - BitmapFont.width(title)) / 2), y: 8)
         let finite = series.flatMap(\.values).filter(\.isFinite)
@@ -226,7 +227,7 @@ public struct BarChart {
             let j = series.firstIndex { $0.name == s.name } ?? row
             let lx = m.left + plotW + 10, ly = m.top + 4 + row * 13
             canvas.fill(x: lx, y: ly + 2, width: 10, height: 3, plotPalette[j % plotPalette.count])
-            let maxChars = max(1, (legendW - 24) / BitmapFont.advance)
+            let maxChars = max(1, (legendW - 30) / BitmapFont.advance)
             canvas.text(s.name.count > maxChars ? String(s.name.prefix(maxChars)) : s.name, x: lx + 14, y: ly)
         }
         return canvas
