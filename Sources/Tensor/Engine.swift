@@ -110,19 +110,46 @@ public enum Engine {
         return dnnl.canBuildBF16
     }()
 
-    /// One line for the top of a command's output: CPU, backend, ISA, precision and threads.
-    public static func summary(requested: Precision? = nil) -> String {
+    /// Why a precision was picked, for the engine line.
+    public enum PrecisionReason: Sendable {
+        /// `--precision auto` (or no option): from the CPU.
+        case auto
+        /// `--precision fp32|bf16` as given.
+        case requested
+        /// A resumed training run keeps the precision recorded in its state.
+        case recorded
+    }
+
+    /// One line for the top of a command's output: which engine runs the products, in which
+    /// precision and why, with the ISA, threads and CPU. `training`: the line of a training
+    /// command (its products run on trainable weights).
+    public static func summary(requested: Precision? = nil, reason: PrecisionReason? = nil, training: Bool = false) -> String {
         let dnnl = OneDNN.shared
-        var s = "Engine: "
-        switch backend {
-        case .onednn: s += "oneDNN \(dnnl?.version ?? "?") (ISA \(isa))"
-        case .openblas: s += "OpenBLAS sgemm" + (dnnl.map { " (oneDNN \($0.version) available, ISA \($0.isaName))" } ?? "")
+        let why: String
+        switch reason ?? (requested == .auto ? .auto : requested == nil ? nil : .requested) {
+        case .auto?: why = bf16Available ? "auto: the CPU has bf16 hardware" : "auto: no AVX512-BF16 or AMX on this CPU"
+        case .requested?: why = "--precision \(precision.rawValue)"
+        case .recorded?: why = "recorded in the run being resumed"
+        case nil: why = ""
         }
-        s += ", \(precision.rawValue) matmuls"
-        if requested == .auto {
-            s += bf16Available ? " (auto: bf16 hardware)" : " (auto: no AVX512-BF16 or AMX)"
+        var s = "Engine: ", tail = ""
+        if training {
+            if precision == .bf16 {
+                s += "training products on oneDNN \(dnnl?.version ?? "?") (ISA \(isa)), bf16 with fp32 accumulation"
+                tail = "; master weights, AdamW state and losses in fp32"
+            } else {
+                s += "training products on OpenBLAS sgemm, fp32"
+                if let dnnl { tail = "; oneDNN \(dnnl.version) (ISA \(dnnl.isaName)) runs frozen models" }
+            }
+        } else {
+            switch backend {
+            case .onednn: s += "oneDNN \(dnnl?.version ?? "?") (ISA \(isa))"
+            case .openblas: s += "OpenBLAS sgemm" + (dnnl.map { " (oneDNN \($0.version) available, ISA \($0.isaName))" } ?? "")
+            }
+            s += ", \(precision.rawValue) matmuls"
         }
-        s += ", \(Threads.count) threads, \(cpuName)"
+        if !why.isEmpty { s += " (\(why))" }
+        s += ", \(Threads.count) threads, \(cpuName)" + tail
         return s
     }
 

@@ -130,12 +130,14 @@ struct Bench: ParsableCommand {
         @Option(parsing: .unconditional, help: "Timed repetitions.") var repeats = 3
         @Flag(help: "Tiny models, proves the command works (used by CI).") var smoke = false
         @Flag(name: .customLong("skip-tokenizer"), help: "Only the SiT-B/1 step.") var skipTokenizer = false
+        @OptionGroup var precision: PrecisionOptions
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
             try userFacing {
+                try precision.applyForTraining()
                 let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke, includeTokenizer: !skipTokenizer)
                 print("| step | batch | s (median) | min..max | GFLOP/s |\n|---|---|---|---|---|")
                 for r in rows {
@@ -155,12 +157,14 @@ struct Bench: ParsableCommand {
         @Option(parsing: .unconditional, help: "Images per call.") var batch = 1
         @Option(parsing: .unconditional, help: "Timed repetitions (the fastest is reported).") var repeats = 3
         @Flag(help: "A tiny tokenizer, proves the command works (used by CI).") var smoke = false
+        @OptionGroup var precision: PrecisionOptions
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
             try userFacing {
+                try precision.apply()
                 print("| tokenizer | batch | encode s/img | decode s/img | encode img/s | decode img/s |\n|---|---|---|---|---|---|")
                 for name in smoke ? ["fashion32-small"] : presets.split(separator: ",").map(String.init) {
                     let config = try TokenizerConfig.preset(name)

@@ -91,9 +91,9 @@ public struct TrainingTaskInfo: Sendable {
 
 extension TrainingTask {
     /// Opens (or resumes) the run in `out` and returns it, ready to `run`.
-    public static func open(options: Options, out: String, resume: Bool, overwrite: Bool,
+    public static func open(options: Options, out: String, resume: Bool, overwrite: Bool, precision: Precision? = nil,
                             log: @escaping (String) -> Void = { print($0) }) throws -> TrainingRun<Self> {
-        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, log: log) { try Self(options: $0) }
+        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, precision: precision, log: log) { try Self(options: $0) }
     }
 
     public static func resumedOptions(given: Options, saved: Options, out: String) throws -> Options {
@@ -105,20 +105,23 @@ extension TrainingTask {
     public func decorate(_ record: inout [String: Any]) {}
 }
 
-/// state.json of a checkpoint: kind, step and options, with the task's progress fields beside
-/// them in the same JSON object.
+/// state.json of a checkpoint: kind, step, options and the matmul precision of the run, with
+/// the task's progress fields beside them in the same JSON object.
 public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
     public var kind: String
     public var step: Int
     public var options: Options
+    /// fp32 or bf16 (never auto); nil in runs made before precision was recorded (they are fp32).
+    public var precision: Precision?
     public var progress: Progress
 
-    enum CodingKeys: String, CodingKey { case kind, step, options }
+    enum CodingKeys: String, CodingKey { case kind, step, options, precision }
 
-    public init(kind: String, step: Int, options: Options, progress: Progress) {
+    public init(kind: String, step: Int, options: Options, precision: Precision?, progress: Progress) {
         self.kind = kind
         self.step = step
         self.options = options
+        self.precision = precision
         self.progress = progress
     }
 
@@ -127,6 +130,7 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
         kind = try c.decode(String.self, forKey: .kind)
         step = try c.decode(Int.self, forKey: .step)
         options = try c.decode(Options.self, forKey: .options)
+        precision = try c.decodeIfPresent(Precision.self, forKey: .precision)
         progress = try Progress(from: decoder)
     }
 
@@ -135,6 +139,7 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
         try c.encode(kind, forKey: .kind)
         try c.encode(step, forKey: .step)
         try c.encode(options, forKey: .options)
+        try c.encodeIfPresent(precision, forKey: .precision)
         try progress.encode(to: encoder)
     }
 
@@ -156,12 +161,17 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
 public final class TrainingRun<Task: TrainingTask> {
     public let folder: RunFolder
     public let task: Task
+    /// The matmul precision the run trains in (fp32 or bf16), recorded in every state.json.
+    public let precision: Precision
     let log: (String) -> Void
 
     /// Opens the run in `out`. An existing run is refused unless `resume` (continue it with its
     /// own options; see `Task.resumedOptions`) or `overwrite` (start over). `make` builds the
     /// task from the options in force; a resumed task is then restored from its checkpoint.
-    public init(out: String, options given: Task.Options, resume: Bool, overwrite: Bool,
+    /// `precision` (nil: auto for a new run, the recorded one on resume) is resolved and set on
+    /// the engine; a resumed run refuses one that differs from its own. The first line logged
+    /// names the engine, the precision and why.
+    public init(out: String, options given: Task.Options, resume: Bool, overwrite: Bool, precision requested: Precision? = nil,
                 log: @escaping (String) -> Void = { print($0) }, make: (Task.Options) throws -> Task) throws {
         self.log = log
         folder = RunFolder(out)
@@ -193,6 +203,9 @@ public final class TrainingRun<Task: TrainingTask> {
             throw PipelineError.invalidArgument("Nothing to resume: \(out) has no checkpoint (\(what)); leave out --resume to start a new run.")
         }
         if options.steps <= 0 { options.steps = Task.Options().steps }   // a fresh run given no target
+        precision = try TrainingRun.resolvePrecision(requested, saved: saved.map { $0.precision ?? .fp32 }, out: out)
+        try Engine.setPrecision(precision)
+        log(Engine.summary(requested: requested ?? .auto, reason: saved == nil ? nil : requested == nil ? .recorded : .requested, training: true))
         task = try make(options)
         try folder.create()
         // A new run (fresh or --overwrite) replaces nothing until its first checkpoint exists.
@@ -206,9 +219,26 @@ public final class TrainingRun<Task: TrainingTask> {
 
     public var options: Task.Options { task.options }
 
+    /// The precision a run trains in: a new run resolves `requested` (nil: auto); a resumed one
+    /// keeps its recorded precision and refuses a request that resolves to another here.
+    static func resolvePrecision(_ requested: Precision?, saved: Precision?, out: String) throws -> Precision {
+        guard let saved else { return try Engine.resolve(requested ?? .auto) }
+        guard let requested else {
+            if saved == .bf16 && !Engine.bf16Available {
+                throw PipelineError.invalidArgument("The run in \(out) trains in bf16 (recorded in its state.json), and this \(Engine.cpuName) has no AVX512-BF16 or AMX; resume it on a CPU with bf16 hardware.")
+            }
+            return saved
+        }
+        let resolved = try Engine.resolve(requested)
+        guard resolved == saved else {
+            throw PipelineError.invalidArgument("The run in \(out) trains in \(saved.rawValue), not \(resolved.rawValue)\(requested == .auto ? " (what auto picks on this CPU)" : ""); leave out --precision to resume it in \(saved.rawValue).")
+        }
+        return saved
+    }
+
     /// Writes a checkpoint (model files and state.json) atomically, then redraws the loss plot.
     public func saveCheckpoint() throws {
-        let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, progress: task.progress)
+        let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, precision: precision, progress: task.progress)
         try folder.saveCheckpoint { dir in
             try task.writeCheckpoint(into: dir)
             try state.write(dir + "/state.json")
