@@ -375,3 +375,29 @@ CLONES void ck_rows_dot(const float *a, ptrdiff_t lda, const float *b, ptrdiff_t
         out[r] = s;
     }
 }
+
+// ---- bf16 helpers of mixed-precision products ----
+
+static inline uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t r = u + 0x7fffu + ((u >> 16) & 1u);
+    return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)(r >> 16);
+}
+
+CLONES void ck_round_bf16(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)bf16_bits(x[i]) << 16;
+        memcpy(y + i, &u, 4);
+    }
+}
+
+CLONES void ck_f32_to_bf16_transposed(const float *x, ptrdiff_t rows, ptrdiff_t cols, uint16_t *y) {
+    // 32 x 32 blocks keep both sides in cache.
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += 32)
+        for (ptrdiff_t c0 = 0; c0 < cols; c0 += 32) {
+            ptrdiff_t r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+            for (ptrdiff_t r = r0; r < r1; r++)
+                for (ptrdiff_t c = c0; c < c1; c++) y[c * rows + r] = bf16_bits(x[r * cols + c]);
+        }
+}

@@ -58,4 +58,9 @@ void ck_flash_probs_tile(float *s, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, co
 void ck_flash_dscores_tile(const float *p, float *dp, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, const float *d);
 /// out[r] = dot(a[r * lda ...], b[r * ldb ...]) over n values.
 void ck_rows_dot(const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, ptrdiff_t rows, ptrdiff_t n, float *out);
+/// y = x rounded to bfloat16 (round to nearest even), kept as float: the software reference of
+/// bf16 products (the rounded operands multiplied and summed in float32).
+void ck_round_bf16(const float *x, float *y, ptrdiff_t n);
+/// y (cols, rows) = bfloat16(x (rows, cols))^T, round to nearest even.
+void ck_f32_to_bf16_transposed(const float *x, ptrdiff_t rows, ptrdiff_t cols, uint16_t *y);
 #endif
