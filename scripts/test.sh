@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build -c release
 ./.build/release/gen bench kernels --smoke
+./.build/release/gen bench attention --smoke
 ./.build/release/gen bench generation --smoke
 ./.build/release/gen bench training --smoke
 ./.build/release/gen bench tokenizer --smoke

@@ -132,6 +132,12 @@ static inline dnnl_status_t cd_plain_nk_f32(int64_t k, int64_t n, dnnl_memory_de
     return dnnl_memory_desc_init_by_tag(md, 2, bd, dnnl_f32, dnnl_ba);
 }
 
+/// B (K, N) row-major (tag `ab`) in `dt`: the layout of the plain products of the backward.
+static inline dnnl_status_t cd_plain_kn(int64_t k, int64_t n, dnnl_data_type_t dt, dnnl_memory_desc_t *md) {
+    dnnl_dims_t bd = {k, n};
+    return dnnl_memory_desc_init_by_tag(md, 2, bd, dt, dnnl_ab);
+}
+
 /// Whether the layout is PyTorch's [N, K] row-major (tag `ba` of B (K, N)) in float32: then the
 /// weight's own storage serves as the packed weight (no copy).
 static inline int cd_is_plain_nk_f32(const dnnl_memory_desc_t *md, int64_t k, int64_t n) {

@@ -309,3 +309,95 @@ CLONES void ck_bf16_to_f32(const uint16_t *x, float *y, ptrdiff_t n) {
         memcpy(y + i, &u, 4);
     }
 }
+
+// ---- Blocked (flash-style) attention: the row-wise steps between the tile products ----
+
+// Online softmax over one tile of scores s (rows x n, leading dimension ld) for rows whose
+// running maximum m and running sum l cover the tiles before: s becomes exp(s - m_new), and
+// corr[r] = exp(m_old - m_new) is the factor that rescales the rows' accumulated output (0 for
+// the first tile, where m_old is -inf); then l = l * corr + rowsum(s), m = m_new.
+CLONES void ck_flash_softmax_tile(float *s, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, float *m, float *l, float *corr) {
+    ptrdiff_t nv = n / LANES * LANES;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *x = s + r * ld;
+        float lm[LANES];
+        for (int k = 0; k < LANES; k++) lm[k] = -INFINITY;
+        for (ptrdiff_t i = 0; i < nv; i += LANES)
+            for (int k = 0; k < LANES; k++) lm[k] = x[i + k] > lm[k] ? x[i + k] : lm[k];
+        float mx = m[r];
+        for (int k = 0; k < LANES; k++) mx = lm[k] > mx ? lm[k] : mx;
+        for (ptrdiff_t i = nv; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+        for (ptrdiff_t i = 0; i < n; i++) x[i] = exp_poly(x[i] - mx);
+        float c = m[r] == -INFINITY ? 0.0f : exp_poly(m[r] - mx);
+        corr[r] = c;
+        l[r] = l[r] * c + lane_sum(x, n);
+        m[r] = mx;
+    }
+}
+
+// x[r * ld + i] *= c[r] for i < n.
+CLONES void ck_scale_rows_strided(float *x, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, const float *c) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = x + r * ld, f = c[r];
+        for (ptrdiff_t i = 0; i < n; i++) row[i] *= f;
+    }
+}
+
+// Backward: the probabilities of a tile from its scores and the rows' log-sum-exp,
+// s = exp(s - lse[r]).
+CLONES void ck_flash_probs_tile(float *s, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, const float *lse) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *x = s + r * ld, m = lse[r];
+        for (ptrdiff_t i = 0; i < n; i++) x[i] = exp_poly(x[i] - m);
+    }
+}
+
+// Backward: the score gradient of a tile, dp = p * (dp - d[r]) with d[r] = rowsum(dO * O).
+CLONES void ck_flash_dscores_tile(const float *p, float *dp, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, const float *d) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *pr = p + r * ld;
+        float *g = dp + r * ld, dr = d[r];
+        for (ptrdiff_t i = 0; i < n; i++) g[i] = pr[i] * (g[i] - dr);
+    }
+}
+
+// out[r] = sum_i a[r * lda + i] * b[r * ldb + i] for i < n.
+CLONES void ck_rows_dot(const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, ptrdiff_t rows, ptrdiff_t n, float *out) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *x = a + r * lda, *y = b + r * ldb;
+        float acc[LANES] = {0};
+        ptrdiff_t nv = n / LANES * LANES;
+        for (ptrdiff_t i = 0; i < nv; i += LANES)
+            for (int k = 0; k < LANES; k++) acc[k] += x[i + k] * y[i + k];
+        float s = 0;
+        for (int k = 0; k < LANES; k++) s += acc[k];
+        for (ptrdiff_t i = nv; i < n; i++) s += x[i] * y[i];
+        out[r] = s;
+    }
+}
+
+// ---- bf16 helpers of mixed-precision products ----
+
+static inline uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t r = u + 0x7fffu + ((u >> 16) & 1u);
+    return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)(r >> 16);
+}
+
+CLONES void ck_round_bf16(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)bf16_bits(x[i]) << 16;
+        memcpy(y + i, &u, 4);
+    }
+}
+
+CLONES void ck_f32_to_bf16_transposed(const float *x, ptrdiff_t rows, ptrdiff_t cols, uint16_t *y) {
+    // 32 x 32 blocks keep both sides in cache.
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += 32)
+        for (ptrdiff_t c0 = 0; c0 < cols; c0 += 32) {
+            ptrdiff_t r1 = r0 + 32 < rows ? r0 + 32 : rows, c1 = c0 + 32 < cols ? c0 + 32 : cols;
+            for (ptrdiff_t r = r0; r < r1; r++)
+                for (ptrdiff_t c = c0; c < c1; c++) y[c * rows + r] = bf16_bits(x[r * cols + c]);
+        }
+}

@@ -16,6 +16,17 @@
 //   Training forwards and every backward stay on OpenBLAS sgemm, and so do products of at most
 //   `streamingRowLimit` rows in fp32, where the few-rows kernel that streams each weight row
 //   once is faster (measured: `gen bench kernels`).
+// - Mixed-precision training (precision bf16 with the tape recording, or a trainable weight):
+//   the three products of a Linear take bf16 operands with fp32 accumulation, forward
+//   y = bf16(x) bf16(W)^T + b and backward dX = bf16(dY) bf16(W), dW = bf16(dY)^T bf16(X)
+//   (db = column sums of dY in fp32). The master weights, AdamW state, bias, activations and
+//   loss stay fp32. On bf16 hardware they run on oneDNN: the forward over the weight packed
+//   in bf16 (repacked after each optimizer step, which bumps the weight's version), the
+//   backward over bf16 copies made per call (dY, W, and dY^T, X in plain row-major layouts).
+//   `Engine.bf16Reference` computes the same products in software instead (operands rounded
+//   to bf16 with round-to-nearest-even, then sgemm in fp32: products of two bf16 values are
+//   exact in fp32, so only the summation order differs from the hardware): the oracle of the
+//   hardware path and what the mixed-precision tests run on CPUs without bf16.
 // - Threads: Debian's libdnnl runs on GNU OpenMP; every call sets OpenMP's thread count of the
 //   calling thread to `Threads.count`.
 // - Concurrency: primitive creation, packing and execution are serialized by one lock (oneDNN's
@@ -51,6 +62,17 @@ public enum Engine {
     /// The resolved precision of inference matmuls (never `.auto`); set with `setPrecision`.
     nonisolated(unsafe) public private(set) static var precision: Precision = .fp32
 
+    /// bf16 products computed by the software reference instead of oneDNN (set by
+    /// `useBF16Reference`; for tests and numerics studies on any CPU, never by the CLI).
+    nonisolated(unsafe) public private(set) static var bf16Reference = false
+
+    /// Switches to bf16 products computed by the software reference (any CPU); `setPrecision`
+    /// switches back.
+    public static func useBF16Reference() {
+        precision = .bf16
+        bf16Reference = true
+    }
+
     /// In fp32, products of at most this many rows (and a weight of at least 64 Ki values) use the
     /// streaming few-rows kernel instead of oneDNN. At 1-2 rows the product is bound by reading
     /// the weight, which that kernel does once at full bandwidth; from 4 rows oneDNN's
@@ -78,6 +100,7 @@ public enum Engine {
     public static func setPrecision(_ requested: Precision) throws -> Precision {
         let p = try resolve(requested)
         precision = p
+        bf16Reference = false
         if p == .bf16 { backend = .onednn }
         return p
     }
@@ -110,19 +133,47 @@ public enum Engine {
         return dnnl.canBuildBF16
     }()
 
-    /// One line for the top of a command's output: CPU, backend, ISA, precision and threads.
-    public static func summary(requested: Precision? = nil) -> String {
+    /// Why a precision was picked, for the engine line.
+    public enum PrecisionReason: Sendable {
+        /// `--precision auto` (or no option): from the CPU.
+        case auto
+        /// `--precision fp32|bf16` as given.
+        case requested
+        /// A resumed training run keeps the precision recorded in its state.
+        case recorded
+    }
+
+    /// One line for the top of a command's output: which engine runs the products, in which
+    /// precision and why, with the ISA, threads and CPU. `training`: the line of a training
+    /// command (its products run on trainable weights).
+    public static func summary(requested: Precision? = nil, reason: PrecisionReason? = nil, training: Bool = false) -> String {
         let dnnl = OneDNN.shared
-        var s = "Engine: "
-        switch backend {
-        case .onednn: s += "oneDNN \(dnnl?.version ?? "?") (ISA \(isa))"
-        case .openblas: s += "OpenBLAS sgemm" + (dnnl.map { " (oneDNN \($0.version) available, ISA \($0.isaName))" } ?? "")
+        let why: String
+        switch reason ?? (requested == .auto ? .auto : requested == nil ? nil : .requested) {
+        case .auto?: why = bf16Available ? "auto: the CPU has bf16 hardware" : "auto: no AVX512-BF16 or AMX on this CPU"
+        case .requested?: why = "--precision \(precision.rawValue)"
+        case .recorded?: why = "recorded in the run being resumed"
+        case nil: why = ""
         }
-        s += ", \(precision.rawValue) matmuls"
-        if requested == .auto {
-            s += bf16Available ? " (auto: bf16 hardware)" : " (auto: no AVX512-BF16 or AMX)"
+        var s = "Engine: ", tail = ""
+        if training {
+            if precision == .bf16 {
+                s += bf16Reference ? "training products in the software bf16 reference, bf16 operands with fp32 sums"
+                    : "training products on oneDNN \(dnnl?.version ?? "?") (ISA \(isa)), bf16 with fp32 accumulation"
+                tail = "; attention, master weights, AdamW state and losses in fp32"
+            } else {
+                s += "training products on OpenBLAS sgemm, fp32"
+                if let dnnl { tail = "; oneDNN \(dnnl.version) (ISA \(dnnl.isaName)) runs frozen models" }
+            }
+        } else {
+            switch backend {
+            case .onednn: s += "oneDNN \(dnnl?.version ?? "?") (ISA \(isa))"
+            case .openblas: s += "OpenBLAS sgemm" + (dnnl.map { " (oneDNN \($0.version) available, ISA \($0.isaName))" } ?? "")
+            }
+            s += ", \(precision.rawValue) matmuls"
         }
-        s += ", \(Threads.count) threads, \(cpuName)"
+        if !why.isEmpty { s += " (\(why))" }
+        s += ", \(Threads.count) threads, \(cpuName)" + tail
         return s
     }
 
@@ -198,14 +249,20 @@ public final class PackedWeight: @unchecked Sendable {
 
 // MARK: - The Linear forward through the engine
 
-/// y = x W^T + b for a Linear layer: through oneDNN with the packed weight when the weight is
-/// frozen, no tape records and the backend is oneDNN; otherwise (and for few rows in fp32) the
-/// OpenBLAS `linear`.
+/// y = x W^T + b for a Linear layer. In bf16: mixed-precision products when training (the tape
+/// records or the weight is trainable), else oneDNN over the weight packed in bf16; either in
+/// the software reference under `Engine.bf16Reference`. In fp32: through oneDNN with the packed
+/// weight when the weight is frozen, no tape records and the backend is oneDNN; otherwise (and
+/// for few rows) the OpenBLAS `linear`.
 public func engineLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, packed: PackedWeight) -> Tensor {
     let inF = weight.dim(1), outF = weight.dim(0)
     let rows = x.count / Swift.max(inF, 1)
     let recording = Autograd.isRecording && (x.requiresGrad || weight.requiresGrad || bias?.requiresGrad == true)
     let precision = Engine.precision
+    if precision == .bf16 && x.dim(-1) == inF && rows > 0 && inF > 0 && outF > 0 {
+        if Engine.bf16Reference || OneDNN.shared == nil { return bf16ReferenceLinear(x, weight, bias) }
+        if recording || weight.requiresGrad { return oneDNNTrainingLinear(x, weight, bias, packed: packed, bf16: true) }
+    }
     guard !weight.requiresGrad, !recording, Engine.backend == .onednn, let dnnl = OneDNN.shared, x.dim(-1) == inF, rows > 0, inF > 0, outF > 0,
           !(precision == .fp32 && rows <= Engine.streamingRowLimit && inF * outF >= 1 << 16) else {
         return linear(x, weight, bias)
@@ -218,6 +275,88 @@ public func engineLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, packed:
         fatalError("oneDNN matmul (\(rows) x \(inF) . \(inF) x \(outF), \(precision.rawValue)): \(error)")
     }
     return out
+}
+
+/// A copy of `t` rounded to bf16 (round to nearest even), as float32 values.
+public func roundedToBF16(_ t: Tensor) -> Tensor {
+    let out = Tensor(uninitialized: t.shape)
+    let px = t.pointer, po = out.pointer
+    parallelFor(t.count, grain: 1 << 15) { lo, hi in ck_round_bf16(px + lo, po + lo, hi - lo) }
+    return out
+}
+
+/// The software reference of a mixed-precision Linear: forward bf16(x) bf16(W)^T + b, backward
+/// dX = bf16(dY) bf16(W), dW = bf16(dY)^T bf16(X), db = colsum(dY), each product summed in
+/// fp32 by sgemm (exact products of bf16 operands; only the summation order differs from
+/// oneDNN's bf16 kernels).
+public func bf16ReferenceLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
+    let inF = weight.dim(1), outF = weight.dim(0)
+    let rows = x.count / inF
+    let xr = roundedToBF16(x), wr = roundedToBF16(weight)
+    let out = Autograd.noGrad { linear(xr, wr, bias) }
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    return out.record("linear_bf16_reference", inputs) { g, needs in
+        let gr = roundedToBF16(g)
+        var grads: [Tensor?] = [nil, nil]
+        if needs[0] {
+            let dx = Tensor(uninitialized: x.shape)   // (rows, out) x (out, in)
+            sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: gr.pointer, lda: outF,
+                  b: wr.pointer, ldb: inF, c: dx.pointer, ldc: inF)
+            grads[0] = dx
+        }
+        if needs[1] {
+            let dw = Tensor(uninitialized: weight.shape)   // (out, rows) x (rows, in)
+            sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: gr.pointer, lda: outF,
+                  b: xr.pointer, ldb: inF, c: dw.pointer, ldc: inF)
+            grads[1] = dw
+        }
+        if inputs.count == 3 {
+            grads.append(needs[2] ? columnSums(g.pointer, rows: rows, width: outF).reshaped(bias!.shape) : nil)
+        }
+        return grads
+    }
+}
+
+/// A Linear whose three products run on oneDNN (mixed-precision training when `bf16`; fp32
+/// runs the same code, which is how CPUs without bf16 test it): the forward over the weight
+/// packed in `packed` (repacked when the optimizer changed it), the backward dX = dY W and
+/// dW = dY^T X over plain row-major operands (in bf16: dY, W, dY^T and X converted per call).
+func oneDNNTrainingLinear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?, packed: PackedWeight, bf16: Bool) -> Tensor {
+    guard let dnnl = OneDNN.shared else { fatalError("oneDNN is not available") }
+    let inF = weight.dim(1), outF = weight.dim(0)
+    let rows = x.count / inF
+    if let bias { precondition(bias.count == outF, "linear: bias \(bias.shape) for \(outF) outputs") }
+    let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+    let what = bf16 ? "bf16" : "fp32"
+    do {
+        try dnnl.linear(x: x, rows: rows, weight: weight, bias: bias, packed: packed, bf16: bf16, out: out)
+    } catch {
+        fatalError("oneDNN training matmul (\(rows) x \(inF) . \(inF) x \(outF), \(what)): \(error)")
+    }
+    let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+    return out.record(bf16 ? "linear_bf16" : "linear_onednn", inputs) { g, needs in
+        var grads: [Tensor?] = [nil, nil]
+        do {
+            if needs[0] {
+                // dX = dY W : (rows, out) x (out, in)
+                let dx = Tensor(uninitialized: x.shape)
+                try dnnl.plainProduct(m: rows, k: outF, n: inF, a: .rowMajor(g), b: .rowMajor(weight), bf16: bf16, out: dx)
+                grads[0] = dx
+            }
+            if needs[1] {
+                // dW = dY^T X : (out, rows) x (rows, in)
+                let dw = Tensor(uninitialized: weight.shape)
+                try dnnl.plainProduct(m: outF, k: rows, n: inF, a: .transposed(g, rows: rows, cols: outF), b: .rowMajor(x), bf16: bf16, out: dw)
+                grads[1] = dw
+            }
+        } catch {
+            fatalError("oneDNN training matmul backward (\(rows) x \(inF) . \(inF) x \(outF), \(what)): \(error)")
+        }
+        if inputs.count == 3 {
+            grads.append(needs[2] ? columnSums(g.pointer, rows: rows, width: outF).reshaped(bias!.shape) : nil)
+        }
+        return grads
+    }
 }
 
 // MARK: - oneDNN state
@@ -380,6 +519,60 @@ final class OneDNN: @unchecked Sendable {
             }
             guard status == dnnl_success else { throw EngineError("oneDNN matmul failed (status \(status.rawValue))") }
         }
+    }
+
+    /// An operand of `plainProduct`: a row-major tensor as it is, or the transpose of a (rows,
+    /// cols) row-major tensor.
+    enum Operand {
+        case rowMajor(Tensor)
+        case transposed(Tensor, rows: Int, cols: Int)
+    }
+
+    /// out (m, n) = A (m, k) B (k, n) with both operands row-major (fp32 or converted to bf16;
+    /// a transposed operand is copied transposed, in bf16 while converting). The bf16 copies
+    /// live in grow-only buffers of their own.
+    func plainProduct(m: Int, k: Int, n: Int, a: Operand, b: Operand, bf16: Bool, out: Tensor) throws {
+        try withLock {
+            var md = dnnl_memory_desc_t()
+            guard cd_plain_kn(Int64(k), Int64(n), bf16 ? dnnl_bf16 : dnnl_f32, &md) == dnnl_success else {
+                throw EngineError("oneDNN: no plain layout for \(k) x \(n)")
+            }
+            var p = try primitive(m: m, k: k, n: n, bf16: bf16, bias: false, layout: md)
+            let pa = try prepare(a, count: m * k, bf16: bf16, slot: 0)
+            let pb = try prepare(b, count: k * n, bf16: bf16, slot: 1)
+            let status = withUnsafePointer(to: &p.m) {
+                cd_matmul_execute($0, stream, Int32(Threads.count), pa, pb, nil, out.pointer)
+            }
+            guard status == dnnl_success else { throw EngineError("oneDNN matmul failed (status \(status.rawValue))") }
+        }
+    }
+
+    private var operandBuffers: [(UnsafeMutableRawPointer, Int)] = []
+
+    /// The data pointer of an operand in the product's type (a bf16 or transposed copy in the
+    /// buffer `slot` when needed). Call with the lock held.
+    private func prepare(_ o: Operand, count: Int, bf16: Bool, slot: Int) throws -> UnsafeRawPointer {
+        if case .rowMajor(let t) = o, !bf16 { return UnsafeRawPointer(t.pointer) }
+        let bytes = count * (bf16 ? 2 : 4)
+        while operandBuffers.count <= slot { operandBuffers.append((UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64), 64)) }
+        if operandBuffers[slot].1 < bytes {
+            operandBuffers[slot].0.deallocate()
+            operandBuffers[slot] = (UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), bytes)
+        }
+        let buffer = operandBuffers[slot].0
+        switch o {
+        case .rowMajor(let t):
+            let px = t.pointer, ps = buffer.assumingMemoryBound(to: UInt16.self)
+            parallelFor(count, grain: 1 << 15) { lo, hi in ck_f32_to_bf16(px + lo, ps + lo, hi - lo) }
+        case .transposed(let t, let rows, let cols):
+            if bf16 {
+                ck_f32_to_bf16_transposed(t.pointer, rows, cols, buffer.assumingMemoryBound(to: UInt16.self))
+            } else {
+                let px = t.pointer, po = buffer.assumingMemoryBound(to: Float.self)
+                for r in 0..<rows { for c in 0..<cols { po[c * rows + r] = px[r * cols + c] } }
+            }
+        }
+        return UnsafeRawPointer(buffer)
     }
 
     /// A product with weights packed outside any Linear, for the benchmarks: returns a closure

@@ -9,7 +9,7 @@ import Tokenizer
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (kernels, SiT generation, training steps).",
-        subcommands: [Kernels.self, Generation.self, Training.self, TokenizerThroughput.self]
+        subcommands: [Kernels.self, Attention.self, Generation.self, Training.self, TokenizerThroughput.self]
     )
 
     struct Kernels: ParsableCommand {
@@ -54,6 +54,46 @@ struct Bench: ParsableCommand {
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try atomicWrite(enc.encode(rows), to: json)
                 print("Wrote \(json)")
+            }
+        }
+    }
+
+    struct Attention: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The whole-matrix attention kernel against the blocked (flash-style) one at the SiT-XL head shape (16 x 72), forward and forward+backward.",
+            discussion: "Variants are timed in interleaved rounds; the last column is the blocked kernel's speed-up. Sets nothing: the engine's switch-over (blocked from N tokens) is a constant chosen from this measurement.\n\nExample: gen bench attention --tokens 64,256,1024,4096 --repeats 5")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Comma-separated token counts.") var tokens = "64,256,1024,4096"
+        @Option(parsing: .unconditional, help: "Images per call.") var batch = 1
+        @Option(parsing: .unconditional, help: "Interleaved timing rounds.") var repeats = 5
+        @Option(name: .customLong("backward-up-to"), parsing: .unconditional, help: "Time forward+backward only up to this many tokens.") var backwardUpTo = 1024
+        @Flag(help: "Tiny sizes, two rounds: proves the command works (used by CI).") var smoke = false
+        @Option(help: "Also write the rows as JSON to this path.") var json: String?
+
+        func validate() throws {
+            try require(repeats, "--repeats", in: 1...10_000)
+            try require(batch, "--batch", in: 1...1024)
+            try require(backwardUpTo, "--backward-up-to", in: 0...1_000_000)
+        }
+
+        func run() throws {
+            compute.apply()
+            try userFacing {
+                let counts = try tokens.split(separator: ",").map { item -> Int in
+                    guard let v = Int(item.trimmingCharacters(in: .whitespaces)), (1...65_536).contains(v) else {
+                        throw ValidationError("--tokens takes comma-separated token counts between 1 and 65536 such as 64,1024; got \"\(item)\".")
+                    }
+                    return v
+                }
+                print("Attention: \(Threads.count) threads, \(Engine.cpuName)")
+                let rows = smoke ? AttentionBenchmark.run(tokens: [5, 70], heads: 2, headDim: 8, repeats: 2)
+                    : AttentionBenchmark.run(tokens: counts, batch: batch, repeats: repeats, backwardUpTo: backwardUpTo)
+                print(smoke ? AttentionBenchmark.table(rows, heads: 2, headDim: 8) : AttentionBenchmark.table(rows))
+                if let json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    try atomicWrite(try enc.encode(rows), to: json)
+                }
             }
         }
     }
@@ -146,12 +186,14 @@ struct Bench: ParsableCommand {
         @Option(parsing: .unconditional, help: "Timed repetitions.") var repeats = 3
         @Flag(help: "Tiny models, proves the command works (used by CI).") var smoke = false
         @Flag(name: .customLong("skip-tokenizer"), help: "Only the SiT-B/1 step.") var skipTokenizer = false
+        @OptionGroup var precision: PrecisionOptions
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
             try userFacing {
+                try precision.applyForTraining()
                 let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke, includeTokenizer: !skipTokenizer)
                 print("| step | batch | s (median) | min..max | GFLOP/s |\n|---|---|---|---|---|")
                 for r in rows {
@@ -171,12 +213,14 @@ struct Bench: ParsableCommand {
         @Option(name: [.customShort("b"), .customLong("batch-size"), .customLong("batch")], parsing: .unconditional, help: "Images per call.") var batch = 1
         @Option(parsing: .unconditional, help: "Timed repetitions (the fastest is reported).") var repeats = 3
         @Flag(help: "A tiny tokenizer, proves the command works (used by CI).") var smoke = false
+        @OptionGroup var precision: PrecisionOptions
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
             try userFacing {
+                try precision.apply()
                 print("| tokenizer | batch | encode s/img | decode s/img | encode img/s | decode img/s |\n|---|---|---|---|---|---|")
                 for name in smoke ? ["fashion32-small"] : presets.split(separator: ",").map(String.init) {
                     let config = try TokenizerConfig.preset(name)

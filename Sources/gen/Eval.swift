@@ -14,6 +14,7 @@ struct Eval: ParsableCommand {
         """)
 
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOptions
     @Option(help: "Tokenizer checkpoint folder, or a run folder.") var tokenizer: String
     @Option(help: "SiT checkpoint folder or run folder (omit to evaluate only the tokenizer).") var sit: String?
     @Option(help: "Classifier folder (from gen train-classifier).") var classifier: String
@@ -41,6 +42,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         compute.apply()
         try userFacing {
+            try precision.apply()
             var o = EvalOptions(tokenizer: checkpointFolder(tokenizer), classifier: classifier + "/model.safetensors")
             o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.method = sampler; o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
             o.seed = seed.value; o.reconstructionLimit = reconstructionLimit; o.out = out

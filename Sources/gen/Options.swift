@@ -20,16 +20,28 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
-/// The matmul precision of inference (`--precision`), applied to the engine.
+/// `--precision`, shared by every command that runs a model. Inference commands apply it
+/// before they load anything; training commands hand it to the run, which records it and keeps
+/// a resumed run at its own precision.
 struct PrecisionOptions: ParsableArguments {
-    @Option(help: "Matmul precision: auto (bf16 where the CPU has AVX512-BF16 or AMX, else fp32), fp32 or bf16 (bf16 weights, fp32 accumulation and activations).")
-    var precision: Precision = .auto
+    @Option(help: ArgumentHelp("Matmul precision: auto (default: bf16 where the CPU has AVX512-BF16 or AMX, else fp32), fp32, or bf16 (bf16 products with fp32 accumulation; activations, LayerNorm, softmax statistics, sampler state and losses stay fp32; in training also fp32 master weights and AdamW state).",
+                               discussion: "bf16 is refused on a CPU without bf16 hardware. A training run records its precision; --resume keeps it (a different one is refused)."))
+    var precision: Precision?
 
-    /// Sets the engine's precision (bf16 is refused with one sentence where it cannot run) and
-    /// prints the engine line (CPU, oneDNN ISA, precision, threads) that starts the output.
+    /// For inference commands: sets the engine's precision (nil: auto; bf16 refused with one
+    /// sentence where it cannot run) and prints the engine line that starts the output.
     func apply() throws {
-        try Engine.setPrecision(precision)
-        print(Engine.summary(requested: precision))
+        let requested = precision ?? .auto
+        try Engine.setPrecision(requested)
+        print(Engine.summary(requested: requested))
+        fflush(stdout)
+    }
+
+    /// For `gen bench training`: the same, with the engine line of training products.
+    func applyForTraining() throws {
+        let requested = precision ?? .auto
+        try Engine.setPrecision(requested)
+        print(Engine.summary(requested: requested, training: true))
         fflush(stdout)
     }
 }

@@ -12,6 +12,7 @@ struct Precompute: ParsableCommand {
         """)
 
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOptions
     @Option(help: "Tokenizer checkpoint folder (config.json + model.safetensors).") var tokenizer: String
     @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
     @Option(name: [.customShort("o"), .customLong("out")], help: "Output .h5 file.") var out: String
@@ -31,6 +32,9 @@ struct Precompute: ParsableCommand {
         compute.apply()
         var o = PrecomputeOptions(tokenizer: checkpointFolder(tokenizer), dataset: dataset, out: out)
         o.batchSize = batchSize; o.limit = limit; o.strict = strict; o.overwrite = overwrite; o.deflate = deflate
-        try userFacing { try PrecomputeJob.run(o) }
+        try userFacing {
+            try precision.apply()
+            try PrecomputeJob.run(o)
+        }
     }
 }

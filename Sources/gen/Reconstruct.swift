@@ -13,6 +13,7 @@ struct Reconstruct: ParsableCommand {
         discussion: "Example: gen reconstruct --tokenizer Checkpoints/fashion-tokenizer --dataset fashion-mnist:test --count 16 --out recon.png")
 
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOptions
     @Option(help: "Tokenizer checkpoint folder.") var tokenizer: String
     @Option(help: "fashion-mnist[:test], an image folder, or a single image file.") var dataset = "fashion-mnist:test"
     @Option(parsing: .unconditional, help: "How many images (from the start of the dataset).") var count = 16
@@ -24,6 +25,7 @@ struct Reconstruct: ParsableCommand {
     func run() throws {
         compute.apply()
         try userFacing {
+            try precision.apply()
             if FileManager.default.fileExists(atPath: out) && !overwrite {
                 throw PipelineError.invalidArgument("\(out) already exists; pass --overwrite to replace it.")
             }

@@ -11,6 +11,7 @@ struct Train: ParsableCommand {
         """)
 
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOptions
     @Option(help: "Latent cache made by gen precompute (with --resume: the run's own unless given).") var cache: String?
     @Option(help: "Tokenizer folder the cache must come from (checked by weights hash).") var tokenizer: String?
     @Option(name: [.customShort("o"), .customLong("out")], help: "Output run folder.") var out: String
@@ -50,7 +51,7 @@ struct Train: ParsableCommand {
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery; o.allowMissingClasses = allowMissingClasses ? true : nil
         try userFacing {
-            let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
+            let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite, precision: precision.precision)
             job.command = commandLine()
             try job.run(stopAfter: stopAfter)
         }

@@ -13,6 +13,7 @@ struct TrainTokenizer: ParsableCommand {
         """)
 
     @OptionGroup var compute: ComputeOptions
+    @OptionGroup var precision: PrecisionOptions
     @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
     @Option(help: "Tokenizer preset (fashion32, fashion32-small, softvq-b-64, ...).") var preset = "fashion32"
     @Option(name: [.customShort("o"), .customLong("out")], help: "Output run folder.") var out: String
@@ -59,7 +60,7 @@ struct TrainTokenizer: ParsableCommand {
         o.width = width; o.depth = depth; o.heads = heads; o.tokens = tokens; o.codebooks = codebooks
         o.codebookSize = codebookSize; o.codebookDim = codebookDim
         try userFacing {
-            let job = try TokenizerTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite)
+            let job = try TokenizerTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite, precision: precision.precision)
             job.command = commandLine()
             try job.run(stopAfter: stopAfter)
         }

@@ -47,4 +47,20 @@ void ck_layernorm_row(const float *x, float *y, ptrdiff_t n, float eps, const fl
 void ck_f32_to_bf16(const float *x, uint16_t *y, ptrdiff_t n);
 /// y = float(x) (exact).
 void ck_bf16_to_f32(const uint16_t *x, float *y, ptrdiff_t n);
+/// Blocked attention, online softmax of one score tile (rows x n, leading dimension ld): s =
+/// exp(s - m_new); corr = exp(m_old - m_new) (0 on the first tile); l = l corr + rowsum; m = m_new.
+void ck_flash_softmax_tile(float *s, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, float *m, float *l, float *corr);
+/// x[r * ld + i] *= c[r] for i < n.
+void ck_scale_rows_strided(float *x, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, const float *c);
+/// Blocked attention backward: s = exp(s - lse[r]) (probabilities from scores and log-sum-exp).
+void ck_flash_probs_tile(float *s, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, const float *lse);
+/// Blocked attention backward: dp = p * (dp - d[r]).
+void ck_flash_dscores_tile(const float *p, float *dp, ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, const float *d);
+/// out[r] = dot(a[r * lda ...], b[r * ldb ...]) over n values.
+void ck_rows_dot(const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, ptrdiff_t rows, ptrdiff_t n, float *out);
+/// y = x rounded to bfloat16 (round to nearest even), kept as float: the software reference of
+/// bf16 products (the rounded operands multiplied and summed in float32).
+void ck_round_bf16(const float *x, float *y, ptrdiff_t n);
+/// y (cols, rows) = bfloat16(x (rows, cols))^T, round to nearest even.
+void ck_f32_to_bf16_transposed(const float *x, ptrdiff_t rows, ptrdiff_t cols, uint16_t *y);
 #endif

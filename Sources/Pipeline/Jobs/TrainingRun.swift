@@ -91,9 +91,9 @@ public struct TrainingTaskInfo: Sendable {
 
 extension TrainingTask {
     /// Opens (or resumes) the run in `out` and returns it, ready to `run`.
-    public static func open(options: Options, out: String, resume: Bool, overwrite: Bool,
+    public static func open(options: Options, out: String, resume: Bool, overwrite: Bool, precision: Precision? = nil,
                             log: @escaping (String) -> Void = { print($0) }) throws -> TrainingRun<Self> {
-        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, log: log) { try Self(options: $0) }
+        try TrainingRun(out: out, options: options, resume: resume, overwrite: overwrite, precision: precision, log: log) { try Self(options: $0) }
     }
 
     public static func resumedOptions(given: Options, saved: Options, out: String) throws -> Options {
@@ -105,22 +105,25 @@ extension TrainingTask {
     public func decorate(_ record: inout [String: Any]) {}
 }
 
-/// state.json of a checkpoint: kind, step and options, with the task's progress fields beside
-/// them in the same JSON object.
+/// state.json of a checkpoint: kind, step, options and the matmul precision of the run, with
+/// the task's progress fields beside them in the same JSON object.
 public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
     public var kind: String
     public var step: Int
     public var options: Options
+    /// fp32 or bf16 (never auto); nil in runs made before precision was recorded (they are fp32).
+    public var precision: Precision?
     public var progress: Progress
     /// The command lines that trained the run, oldest first (empty in older runs).
     public var commands: [String] = []
 
-    enum CodingKeys: String, CodingKey { case kind, step, options, commands }
+    enum CodingKeys: String, CodingKey { case kind, step, options, precision, commands }
 
-    public init(kind: String, step: Int, options: Options, progress: Progress, commands: [String] = []) {
+    public init(kind: String, step: Int, options: Options, precision: Precision?, progress: Progress, commands: [String] = []) {
         self.kind = kind
         self.step = step
         self.options = options
+        self.precision = precision
         self.progress = progress
         self.commands = commands
     }
@@ -131,6 +134,7 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
         step = try c.decode(Int.self, forKey: .step)
         options = try c.decode(Options.self, forKey: .options)
         commands = try c.decodeIfPresent([String].self, forKey: .commands) ?? []
+        precision = try c.decodeIfPresent(Precision.self, forKey: .precision)
         progress = try Progress(from: decoder)
     }
 
@@ -139,6 +143,7 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
         try c.encode(kind, forKey: .kind)
         try c.encode(step, forKey: .step)
         try c.encode(options, forKey: .options)
+        try c.encodeIfPresent(precision, forKey: .precision)
         if !commands.isEmpty { try c.encode(commands, forKey: .commands) }
         try progress.encode(to: encoder)
     }
@@ -161,6 +166,8 @@ public struct TrainingState<Options: Codable, Progress: Codable>: Codable {
 public final class TrainingRun<Task: TrainingTask> {
     public let folder: RunFolder
     public let task: Task
+    /// The matmul precision the run trains in (fp32 or bf16), recorded in every state.json.
+    public let precision: Precision
     let log: (String) -> Void
     /// The command line of this invocation, recorded in state.json and the model card.
     public var command: String?
@@ -169,7 +176,10 @@ public final class TrainingRun<Task: TrainingTask> {
     /// Opens the run in `out`. An existing run is refused unless `resume` (continue it with its
     /// own options; see `Task.resumedOptions`) or `overwrite` (start over). `make` builds the
     /// task from the options in force; a resumed task is then restored from its checkpoint.
-    public init(out: String, options given: Task.Options, resume: Bool, overwrite: Bool,
+    /// `precision` (nil: auto for a new run, the recorded one on resume) is resolved and set on
+    /// the engine; a resumed run refuses one that differs from its own. The first line logged
+    /// names the engine, the precision and why.
+    public init(out: String, options given: Task.Options, resume: Bool, overwrite: Bool, precision requested: Precision? = nil,
                 log: @escaping (String) -> Void = { print($0) }, make: (Task.Options) throws -> Task) throws {
         self.log = log
         folder = RunFolder(out)
@@ -201,6 +211,9 @@ public final class TrainingRun<Task: TrainingTask> {
             throw PipelineError.invalidArgument("Nothing to resume: \(out) has no checkpoint (\(what)); leave out --resume to start a new run.")
         }
         if options.steps <= 0 { options.steps = Task.Options().steps }   // a fresh run given no target
+        precision = try TrainingRun.resolvePrecision(requested, saved: saved.map { $0.precision ?? .fp32 }, out: out)
+        try Engine.setPrecision(precision)
+        log(Engine.summary(requested: requested ?? .auto, reason: saved == nil ? nil : requested == nil ? .recorded : .requested, training: true))
         task = try make(options)
         try folder.create()
         // A new run (fresh or --overwrite) replaces nothing until its first checkpoint exists.
@@ -215,11 +228,28 @@ public final class TrainingRun<Task: TrainingTask> {
 
     public var options: Task.Options { task.options }
 
+    /// The precision a run trains in: a new run resolves `requested` (nil: auto); a resumed one
+    /// keeps its recorded precision and refuses a request that resolves to another here.
+    static func resolvePrecision(_ requested: Precision?, saved: Precision?, out: String) throws -> Precision {
+        guard let saved else { return try Engine.resolve(requested ?? .auto) }
+        guard let requested else {
+            if saved == .bf16 && !Engine.bf16Available {
+                throw PipelineError.invalidArgument("The run in \(out) trains in bf16 (recorded in its state.json), and this \(Engine.cpuName) has no AVX512-BF16 or AMX; resume it on a CPU with bf16 hardware.")
+            }
+            return saved
+        }
+        let resolved = try Engine.resolve(requested)
+        guard resolved == saved else {
+            throw PipelineError.invalidArgument("The run in \(out) trains in \(saved.rawValue), not \(resolved.rawValue)\(requested == .auto ? " (what auto picks on this CPU)" : ""); leave out --precision to resume it in \(saved.rawValue).")
+        }
+        return saved
+    }
+
     /// Writes a checkpoint (model files and state.json) atomically, then redraws the loss plot.
     public func saveCheckpoint() throws {
         let commands = earlierCommands + (command.map { [$0] } ?? [])
-        let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, progress: task.progress,
-                                  commands: commands)
+        let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, precision: precision,
+                                  progress: task.progress, commands: commands)
         let name = (folder.root as NSString).lastPathComponent
         try folder.saveCheckpoint { dir in
             try task.writeCheckpoint(into: dir)
