@@ -2,6 +2,7 @@
 // command per file named after it; shared options and helpers are in Options.swift.
 
 import ArgumentParser
+import Cluster
 import Foundation
 
 @main
@@ -26,6 +27,7 @@ struct Gen: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            Cluster.finalize()   // MPI_Finalize when mpirun started the process (a no-op otherwise)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure || (code != .success && code != .failure && !(error is ExitCode)) {
