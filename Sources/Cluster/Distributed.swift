@@ -233,3 +233,42 @@ public enum Cluster {
         Thread.sleep(forTimeInterval: 1.0)
     }
 }
+
+// MARK: - Messages
+
+/// Packs numbers and arrays into the bytes of a gather or broadcast.
+public struct MessageWriter {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+    public mutating func int(_ v: Int) { withUnsafeBytes(of: Int64(v).littleEndian) { bytes += $0 } }
+    public mutating func uint64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+    public mutating func floats(_ p: UnsafeBufferPointer<Float>) { int(p.count); bytes += UnsafeRawBufferPointer(p) }
+    public mutating func floats(_ a: [Float]) { a.withUnsafeBufferPointer { floats($0) } }
+    public mutating func data(_ a: [UInt8]) { int(a.count); bytes += a }
+}
+
+/// Reads what a `MessageWriter` wrote, in the same order.
+public struct MessageReader {
+    let bytes: [UInt8]
+    var at = 0
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public var atEnd: Bool { at >= bytes.count }
+
+    mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
+        guard n >= 0, at + n <= bytes.count else { throw ClusterError.invalid("A message between the ranks is truncated.") }
+        defer { at += n }
+        return bytes[at..<(at + n)]
+    }
+    public mutating func uint64() throws -> UInt64 {
+        UInt64(littleEndian: try take(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+    }
+    public mutating func int() throws -> Int { Int(Int64(bitPattern: try uint64())) }
+    public mutating func floats() throws -> [Float] {
+        let n = try int()
+        let raw = try take(n * 4)
+        var out = [Float](repeating: 0, count: n)
+        out.withUnsafeMutableBytes { $0.copyBytes(from: raw) }
+        return out
+    }
+    public mutating func data() throws -> [UInt8] { Array(try take(try int())) }
+}
