@@ -124,7 +124,26 @@ public final class MPIWorld: Distributed {
         guard code == cmpi_success() else {
             throw ClusterError.mpi(call: "MPI_Comm_set_errhandler", rank: rank, size: size, message: Self.errorString(code))
         }
+        if size > 1 { Self.explainTermination(rank: rank, size: size) }
     }
+
+    /// When a process of the job dies, mpirun ends the others with SIGTERM (before SIGKILL):
+    /// rank 0 says so in one sentence instead of vanishing (the other ranks end quietly, since a
+    /// failure of rank 0 has printed its own sentence). The text is prepared here, because a
+    /// signal handler may only write(2) and _exit(2).
+    static func explainTermination(rank: Int, size: Int) {
+        let text = rank != 0 ? "" : "error: rank 0 of \(size): the job was stopped by mpirun (another of its processes failed or was killed, or the job was interrupted; mpirun names the process); rerun the same command (training: with --resume) to continue from the last checkpoint.\n"
+        let bytes = Array(text.utf8)
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
+        buffer.initialize(from: bytes, count: bytes.count)
+        terminationMessage = (buffer, bytes.count)
+        signal(SIGTERM) { _ in
+            if let (p, n) = MPIWorld.terminationMessage, n > 0 { _ = write(2, p, n) }
+            _exit(1)
+        }
+    }
+
+    nonisolated(unsafe) static var terminationMessage: (UnsafeMutablePointer<UInt8>, Int)?
 
     static func errorString(_ code: Int32) -> String {
         var buffer = [CChar](repeating: 0, count: Int(cmpi_max_error_string()) + 1)
