@@ -242,7 +242,7 @@ final class MPITests: XCTestCase {
         let state = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: out + "/checkpoint/state.json")!) as! [String: Any]
         let step = state["step"] as! Int
         XCTAssertGreaterThanOrEqual(step, 20)
-        let resumed = try gen(sitArgs(out: out, steps: step + 10, extra: ["--resume", "--save-every", "20"]))
+        let resumed = try gen(sitArgs(out: out, steps: 1_000_000, extra: ["--resume", "--stop-after", "10"]))
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("Resuming \(out) at step \(step)"), resumed.stdout)
     }
@@ -255,7 +255,100 @@ final class MPITests: XCTestCase {
         let r = try mpiGen(2, sitArgs(out: d + "/run", steps: 4), timeout: 60)
         XCTAssertFalse(r.timedOut, r.stderr)
         XCTAssertNotEqual(r.status, 0)
-        XCTAssertTrue(r.stderr.contains("error: \(d)/run already holds a training run"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("error: rank 0 of 2: \(d)/run already holds a training run"), r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr)
+    }
+}
+
+/// Two "hosts" made of network namespaces joined by a veth pair: rank 0 in one, rank 1 in the
+/// other (started through Open MPI's rsh launcher with `ip netns exec` as the remote shell), and
+/// Open MPI's TCP transport restricted to the veth subnet, so every message crosses a network
+/// interface (checked by its byte counters). Skipped, saying why, where namespaces cannot be made.
+final class MPINetworkNamespaceTests: XCTestCase {
+    let tag = String(getpid() % 100_000)
+    var nsA: String { "gen\(tag)a" }
+    var nsB: String { "gen\(tag)b" }
+    let subnet = "10.213.\(getpid() % 200 + 20)"
+
+    @discardableResult
+    func ip(_ args: [String]) throws -> TimedRun { try runTimed("/usr/sbin/ip", args, timeout: 20) }
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: mpirunPath), "Open MPI (openmpi-bin) is not installed")
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip"), "iproute2 is not installed, so no network namespaces can be made")
+        let r = try ip(["netns", "add", nsA])
+        if r.status != 0 {
+            let reason = "network namespaces cannot be made here (ip netns add: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))); the two-host MPI test needs root with CAP_SYS_ADMIN"
+            print("MPINetworkNamespaceTests skipped: \(reason)")
+            throw XCTSkip(reason)
+        }
+        for args in [["netns", "add", nsB],
+                     ["link", "add", "gv\(tag)a", "type", "veth", "peer", "name", "gv\(tag)b"],
+                     ["link", "set", "gv\(tag)a", "netns", nsA], ["link", "set", "gv\(tag)b", "netns", nsB],
+                     ["-n", nsA, "addr", "add", subnet + ".1/24", "dev", "gv\(tag)a"],
+                     ["-n", nsB, "addr", "add", subnet + ".2/24", "dev", "gv\(tag)b"],
+                     ["-n", nsA, "link", "set", "lo", "up"], ["-n", nsB, "link", "set", "lo", "up"],
+                     ["-n", nsA, "link", "set", "gv\(tag)a", "up"], ["-n", nsB, "link", "set", "gv\(tag)b", "up"]] {
+            let r = try ip(args)
+            guard r.status == 0 else {
+                tearDownNamespaces()
+                let reason = "ip \(args.joined(separator: " ")) failed: \(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines))"
+                print("MPINetworkNamespaceTests skipped: \(reason)")
+                throw XCTSkip(reason)
+            }
+        }
+    }
+
+    func tearDownNamespaces() {
+        _ = try? ip(["netns", "del", nsA])   // deleting a namespace deletes its end of the veth pair, and so the pair
+        _ = try? ip(["netns", "del", nsB])
+    }
+
+    override func tearDown() { tearDownNamespaces() }
+
+    /// Bytes received by the veth end in namespace B.
+    func receivedBytes() throws -> Int {
+        let text = try ip(["-n", nsB, "-s", "link", "show", "gv\(tag)b"]).stdout
+        let lines = text.split(separator: "\n")
+        guard let i = lines.firstIndex(where: { $0.contains("RX:") }), i + 1 < lines.count,
+              let bytes = Int(lines[i + 1].split(separator: " ").first ?? "") else { return -1 }
+        return bytes
+    }
+
+    func testTwoRanksOnTwoHostsTrainLikeOneProcess() throws {
+        let d = tempDir("mpi-netns")
+        var r = try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "4", "--limit", "256", "--save-every", "4"] + tinyTokenizerArgs)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try gen(["precompute", "--tokenizer", d + "/tok/checkpoint", "--limit", "200", "--out", d + "/lat.h5"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let agent = d + "/netns-agent.sh"
+        try """
+        #!/bin/sh
+        # Open MPI's rsh launcher calls: agent <host> <command...>; the second host is namespace \(nsB).
+        shift
+        exec /usr/sbin/ip netns exec \(nsB) /bin/sh -c "$*"
+        """.write(toFile: agent, atomically: true, encoding: .utf8)
+        chmod(agent, 0o755)
+        let train = ["train", "--cache", d + "/lat.h5", "--out", d + "/two", "--steps", "20", "--save-every", "10", "--log-every", "5",
+                     "--hidden", "32", "--depth", "1", "--heads", "2", "--batch-size", "16", "--warmup", "2", "--lr", "1e-3", "--threads", "1"]
+        let before = try receivedBytes()
+        let run = try runTimed("/usr/sbin/ip", ["netns", "exec", nsA, mpirunPath, "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                                                 "--host", "\(subnet).1:1,\(subnet).2:1", "--mca", "plm_rsh_agent", agent,
+                                                 "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", subnet + ".0/24",
+                                                 "--mca", "oob_tcp_if_include", subnet + ".0/24", genPath] + train, timeout: 120)
+        XCTAssertFalse(run.timedOut, run.stderr)
+        XCTAssertEqual(run.status, 0, run.stdout + run.stderr)
+        let received = try receivedBytes() - before
+        // Each step sums the gradients: at least parameters x 4 bytes cross in each direction.
+        let summary = run.stdout.split(separator: "\n").first { $0.hasPrefix("Training SiT (") } ?? ""
+        let params = Int(summary.dropFirst("Training SiT (".count).prefix { $0.isNumber }) ?? 0
+        XCTAssertGreaterThan(params, 1000, run.stdout)
+        print("two namespaces: \(received) bytes received over the veth for 20 steps of \(params) float32 gradients")
+        XCTAssertGreaterThanOrEqual(received, 20 * params * 4)
+        XCTAssertEqual(try gen(Array(train.dropLast(2)).map { $0 == d + "/two" ? d + "/one" : $0 }).status, 0)
+        let diff = maxDifference(try weights(d + "/one/checkpoint/train-model.safetensors"), try weights(d + "/two/checkpoint/train-model.safetensors"))
+        print("two namespaces vs one process: max |weight difference| = \(diff)")
+        XCTAssertLessThanOrEqual(diff, MPITests.weightTolerance)
     }
 }
