@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Foundation
 import Pipeline
 import Render
@@ -8,7 +9,7 @@ import Tokenizer
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (kernels, SiT generation, training steps).",
-        subcommands: [Kernels.self, Generation.self, Training.self, TokenizerThroughput.self]
+        subcommands: [Kernels.self, Generation.self, Training.self, TokenizerThroughput.self, Allreduce.self]
     )
 
     struct Kernels: ParsableCommand {
@@ -33,6 +34,28 @@ struct Bench: ParsableCommand {
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try atomicWrite(enc.encode(rows), to: json)
                 print("Wrote \(json)")
+            }
+        }
+    }
+
+    struct Allreduce: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time of the data-parallel gradient sum (MPI_Allreduce in buckets) over the ranks of an mpirun job.",
+            discussion: "Example: mpirun -np 2 gen bench allreduce --megabytes 256")
+        @Option(parsing: .unconditional, help: "Size of the summed float32 buffer.") var megabytes = 64
+        @Option(parsing: .unconditional, help: "Timed repetitions.") var repeats = 5
+
+        func validate() throws {
+            try require(megabytes, "--megabytes", in: 1...65_536)
+            try require(repeats, "--repeats", in: 1...10_000)
+        }
+
+        func run() throws {
+            try userFacing {
+                let m = try AllreduceBenchmark.run(megabytes: megabytes, repeats: repeats)
+                guard Cluster.world.isRoot else { return }
+                print(String(format: "allreduce of %d MiB over %d rank(s): median %.4f s (min %.4f s), bus bandwidth %.2f GB/s",
+                             megabytes, m.ranks, m.secondsMedian, m.secondsMin, m.busGBps))
             }
         }
     }

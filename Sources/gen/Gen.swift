@@ -18,7 +18,7 @@ struct Gen: ParsableCommand {
           gen sample --sit runs/sit --tokenizer runs/tok --out runs/samples
         """,
         subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
-                      TrainClassifier.self, Info.self, Convert.self, Init.self, Bench.self]
+                      TrainClassifier.self, Info.self, PlotRuns.self, Convert.self, Init.self, Bench.self]
     )
 
     /// Exit status: 0 success, 1 a failed job (one sentence from `userFacing`), 2 a usage error
