@@ -116,13 +116,14 @@ struct Bench: ParsableCommand {
         @Option(parsing: .unconditional, help: "Timed repetitions.") var repeats = 3
         @Flag(help: "Tiny models, proves the command works (used by CI).") var smoke = false
         @Flag(name: .customLong("skip-tokenizer"), help: "Only the SiT-B/1 step.") var skipTokenizer = false
+        @Flag(help: "SiT-XL/1 (batch 8, about 14 GB of memory) instead of SiT-B/1.") var xl = false
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
         func run() throws {
             compute.apply()
             try userFacing {
-                let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke, includeTokenizer: !skipTokenizer)
+                let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke, includeTokenizer: !skipTokenizer, xl: xl)
                 print("| step | batch | s (median) | min..max | GFLOP/s |\n|---|---|---|---|---|")
                 for r in rows {
                     print(String(format: "| %@ | %d | %.3f | %.3f..%.3f | %.1f |", r.name, r.batch, r.seconds.median, r.seconds.min, r.seconds.max, r.gflopPerSecond))
