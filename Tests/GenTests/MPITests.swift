@@ -69,10 +69,12 @@ func mpiRank(of pid: Int32) -> Int? {
     return nil
 }
 
-/// `mpirun -np n gen args` (as root too), one thread per rank.
+/// `mpirun -np n gen args` (as root too), one thread per rank. The shared-memory transport copies
+/// through the kernel's process_vm_readv, which containers often forbid: plain copies instead.
 @discardableResult
 func mpiGen(_ n: Int, _ args: [String], mca: [String] = [], timeout: Double = 180, whileRunning: ((Process) -> Void)? = nil) throws -> TimedRun {
-    try runTimed(mpirunPath, ["--allow-run-as-root", "--oversubscribe", "-np", "\(n)"] + mca + [genPath] + args + ["--threads", "1"],
+    try runTimed(mpirunPath, ["--allow-run-as-root", "--oversubscribe", "-np", "\(n)", "--mca", "btl_vader_single_copy_mechanism", "none"]
+                 + mca + [genPath] + args + ["--threads", "1"],
                  timeout: timeout, whileRunning: whileRunning)
 }
 
