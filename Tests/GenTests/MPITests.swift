@@ -251,22 +251,30 @@ final class MPITests: XCTestCase {
 
     /// The tokenizer on 2 ranks against one process: the reconstruction term's gradient sums
     /// exactly as in one process, but the entropy regulariser's batch-mean term is taken over each
-    /// rank's 4 rows instead of the batch's 8 (as the official code under DDP). So the weights
-    /// differ by more than rounding, yet far less than from one process training on batches of
-    /// 4 (what a rank alone would do without the gradient sum): at most a tenth of that distance.
-    func testTwoRanksTrainTheTokenizerCloseToOneProcess() throws {
+    /// rank's 4 rows instead of the batch's 8 (as the official code under DDP). That small term
+    /// moves a few weights differently (Adam scales even small gradients to ~lr steps), so the
+    /// check is the reconstruction curve: within 1e-3 of one process's at every logged window
+    /// (measured: 4e-5), where one process on batches of 4 (what a rank alone would do without
+    /// the gradient sum) is off by more than 1e-2 (measured: 4-6%).
+    func testTwoRanksTrainTheTokenizerOnTheCurveOfOneProcess() throws {
         let d = tempDir("mpi-tok")
         let args = ["train-tokenizer", "--steps", "12", "--limit", "256", "--save-every", "12", "--log-every", "4", "--lr", "1e-3"] + tinyTokenizerArgs
         XCTAssertEqual(try gen(args + ["--out", d + "/one"]).status, 0)
         let r = try mpiGen(2, args + ["--out", d + "/two"])
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertEqual(try gen(args + ["--out", d + "/seed", "--batch-size", "4"]).status, 0)
-        let one = try weights(d + "/one/checkpoint/train-model.safetensors").filter { !$0.key.contains("codebook_used") }
-        let two = try weights(d + "/two/checkpoint/train-model.safetensors").filter { !$0.key.contains("codebook_used") }
-        let other = try weights(d + "/seed/checkpoint/train-model.safetensors").filter { !$0.key.contains("codebook_used") }
-        let near = maxDifference(one, two), far = maxDifference(one, other)
-        print("tokenizer, 12 steps: 2 ranks vs 1 process max |weight difference| \(near); batch 4 alone \(far)")
-        XCTAssertLessThan(near, far / 10)
+        XCTAssertEqual(try gen(args + ["--out", d + "/half", "--batch-size", "4"]).status, 0)
+        func curve(_ run: String) throws -> [Double] {
+            try String(contentsOfFile: d + "/" + run + "/log.jsonl", encoding: .utf8).split(separator: "\n").map {
+                (try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any])["reconstruction"] as! Double
+            }
+        }
+        let one = try curve("one"), two = try curve("two"), half = try curve("half")
+        XCTAssertEqual(one.count, 3)
+        XCTAssertEqual(two.count, 3)
+        let near = zip(one, two).map { abs($0 - $1) / $0 }.max()!, far = zip(one, half).map { abs($0 - $1) / $0 }.max()!
+        print("tokenizer reconstruction, 12 steps: 2 ranks vs 1 process max relative difference \(near); batch 4 alone \(far)")
+        XCTAssertLessThan(near, 1e-3)
+        XCTAssertGreaterThan(far, 1e-2)
     }
 
     /// An error that only rank 0 meets (its run folder already exists) ends the whole job with
