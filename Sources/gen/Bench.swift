@@ -54,6 +54,7 @@ struct Bench: ParsableCommand {
             try userFacing {
                 let m = try AllreduceBenchmark.run(megabytes: megabytes, repeats: repeats)
                 guard Cluster.world.isRoot else { return }
+                guard m.ranks > 1 else { print("One process: nothing to sum; run it under mpirun, e.g. mpirun -np 2 gen bench allreduce."); return }
                 print(String(format: "allreduce of %d MiB over %d rank(s): median %.4f s (min %.4f s), bus bandwidth %.2f GB/s",
                              megabytes, m.ranks, m.secondsMedian, m.secondsMin, m.busGBps))
             }
