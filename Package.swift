@@ -29,6 +29,9 @@ let package = Package(
                        providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG", pkgConfig: "libturbojpeg",
                        providers: [.apt(["libturbojpeg0-dev"])]),
+        // Open MPI, for jobs of many processes (launched by mpirun; linked, initialized only then).
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
                        providers: [.apt(["zlib1g-dev"])]),
         // oneDNN 2.6 (no pkg-config file in Debian): the module map links libdnnl and GNU OpenMP.
@@ -42,6 +45,8 @@ let package = Package(
         .target(name: "CKernels", path: "Sources/CKernels",
                 cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]),
         .target(name: "Tensor", dependencies: ["CBLAS", "CDNNL", "CKernels"], swiftSettings: optimize),
+        // The processes of a job: rank, size, allreduce, broadcast, gather (MPI or one process).
+        .target(name: "Cluster", dependencies: ["CMPI"], swiftSettings: optimize),
         .target(name: "Tokenizer", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "SiT", dependencies: ["Tensor"], swiftSettings: optimize),
         .target(name: "Sampler", dependencies: ["Tensor"], swiftSettings: optimize),
@@ -52,10 +57,10 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["Formats", "Tensor"], swiftSettings: optimize),
         .target(name: "Render", dependencies: ["Formats", "Tensor"], swiftSettings: optimize),
         .target(name: "Pipeline",
-                dependencies: ["Tensor", "Tokenizer", "SiT", "Sampler", "Formats", "Datasets", "Render", "CHDF5", "CBLAS"],
+                dependencies: ["Tensor", "Tokenizer", "SiT", "Sampler", "Formats", "Datasets", "Render", "Cluster", "CHDF5", "CBLAS"],
                 swiftSettings: optimize),
         .executableTarget(name: "gen",
-                          dependencies: ["Pipeline", "Formats", "Datasets", "Render", "Tensor", "Tokenizer", "SiT", "Sampler",
+                          dependencies: ["Pipeline", "Cluster", "Formats", "Datasets", "Render", "Tensor", "Tokenizer", "SiT", "Sampler",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
 
@@ -64,7 +69,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "Tensor"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Formats", "Datasets", "Render", "SiT", "Tensor"]),
         // End-to-end tests of the gen executable (subprocesses, including kill -9 and resume).
-        .testTarget(name: "GenTests", dependencies: ["gen", "Pipeline", "Formats", "Datasets", "SiT", "Sampler", "Tensor"]),
+        .testTarget(name: "GenTests", dependencies: ["gen", "Cluster", "Pipeline", "Formats", "Datasets", "SiT", "Sampler", "Tensor"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,7 +2,7 @@
 # Installs the Debian packages the project builds against (only those that are missing).
 set -euo pipefail
 packages=(libopenblas-dev libdnnl-dev libhdf5-dev libpng-dev libturbojpeg0-dev zlib1g-dev pkg-config
-          dataset-fashion-mnist hdf5-tools)
+          dataset-fashion-mnist hdf5-tools libopenmpi-dev openmpi-bin iproute2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -282,8 +282,11 @@ public final class LatentBatchLoader {
         cachedEpoch = epoch
     }
 
-    /// The next batch: normalized latents (B, L, C) and labels.
-    public func next() throws -> (latents: Tensor, labels: [Int]) {
+    /// The next batch: normalized latents (B, L, C), labels, and each sample's key (its epoch
+    /// and position in the epoch's order, `epoch << 32 | position`: what its random draws are
+    /// keyed by). With `slice`, only those rows of the batch are read (a data-parallel rank's
+    /// share); the position advances by the whole batch either way.
+    public func next(slice: Range<Int>? = nil) throws -> (latents: Tensor, labels: [Int], keys: [UInt64]) {
         let n = reader.count
         let remaining = n - position.index
         if remaining <= 0 || (dropLast && remaining < batchSize) {
@@ -291,10 +294,15 @@ public final class LatentBatchLoader {
         }
         prepare(epoch: position.epoch)
         let end = min(position.index + batchSize, n)
-        let rows = Array(order[position.index..<end])
-        let f = Array(flips[position.index..<end])
+        var range = position.index..<end
+        if let slice {
+            range = (position.index + min(slice.lowerBound, range.count))..<(position.index + min(slice.upperBound, range.count))
+        }
+        let rows = Array(order[range])
+        let f = Array(flips[range])
+        let keys = range.map { UInt64(position.epoch) << 32 | UInt64($0) }
         position.index = end
         let z = try reader.read(rows: rows, flipped: f, normalize: true)
-        return (z, rows.map { reader.labels[$0] })
+        return (z, rows.map { reader.labels[$0] }, keys)
     }
 }

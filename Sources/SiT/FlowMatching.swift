@@ -107,15 +107,25 @@ public struct FlowMatchingObjective: Codable, Equatable, Sendable {
         return (output - target).square().reshaped([n, -1]).mean(axes: [1]) // (N,)
     }
 
-    /// The training loss with its randomness drawn from `rng`, in this order: times (N), noise
-    /// (N x latent, sample-major), label dropout (N). Returns the batch mean (a scalar tensor on
-    /// the tape when recording) and the per-sample losses.
-    public func loss(model: SiT, x0: Tensor, labels: [Int], rng: inout RandomGenerator) throws -> (mean: Tensor, perSample: Tensor) {
+    /// The training loss with each sample's randomness from its own generator, in this order:
+    /// its time, its noise (the latent's elements in row-major order), its label dropout. A
+    /// sample's draws so depend only on its generator, not on the batch or the process it is
+    /// in (data-parallel ranks see exactly the draws of one process). Returns the batch mean (a
+    /// scalar tensor on the tape when recording) and the per-sample losses.
+    public func loss(model: SiT, x0: Tensor, labels: [Int], generators: [RandomGenerator]) throws -> (mean: Tensor, perSample: Tensor) {
         let n = x0.dim(0)
-        let t = sampleTimes(n, rng: &rng)
-        let noise = rng.normalTensor(x0.shape)
-        let y = dropLabels(labels, rng: &rng)
-        let per = try perSampleLoss(model: model, x0: x0, noise: noise, t: t, labels: y)
-        return (per.mean(), per)
+        precondition(generators.count == n && labels.count == n, "loss: \(n) samples, \(generators.count) generators, \(labels.count) labels")
+        let per = x0.count / max(n, 1)
+        var t = [Float](repeating: 0, count: n), y = labels
+        let noise = Tensor(uninitialized: x0.shape)
+        for i in 0..<n {
+            var rng = generators[i]
+            t[i] = sampleTimes(1, rng: &rng)[0]
+            let row = noise.pointer + i * per
+            for j in 0..<per { row[j] = Float(rng.normal()) }
+            if classDropoutProb > 0 && rng.uniform() < classDropoutProb { y[i] = nullLabel }
+        }
+        let losses = try perSampleLoss(model: model, x0: x0, noise: noise, t: t, labels: y)
+        return (losses.mean(), losses)
     }
 }

@@ -14,8 +14,9 @@ public struct TrainStepStats: Sendable {
     public let lr: Float
 }
 
-/// One model, its EMA copy, AdamW and the objective. `step` is deterministic given the state of
-/// `rng` (saved and restored with the trainer's state).
+/// One model, its EMA copy, AdamW and the objective. Each sample's noise, time and label dropout
+/// come from `rng.split(key)` with the sample's key (its position in the data order), so `step`
+/// is deterministic given the keys and does not depend on how a batch is split across processes.
 public final class SiTTrainer {
     public let model: SiT
     /// The exponential moving average of the model (nil to skip EMA).
@@ -25,8 +26,12 @@ public final class SiTTrainer {
     public var schedule: LRSchedule
     public var maxGradNorm: Float
     public var emaDecay: Float
+    /// The generator the per-sample generators are split from (it does not advance).
     public var rng: RandomGenerator
     public private(set) var stepCount: Int = 0
+    /// Called after backward and before clipping with the parameters whose gradients the step
+    /// uses (data-parallel training sums the ranks' gradients here).
+    public var reduceGradients: (([Tensor]) throws -> Void)?
 
     /// Defaults follow the official training script: AdamW lr 1e-4, betas (0.9, 0.999), eps 1e-8,
     /// weight decay 0, gradient clipping at 1, EMA decay 0.9999 (EMA initialized to the model).
@@ -53,15 +58,19 @@ public final class SiTTrainer {
     }
 
     /// One step on a batch of (normalized) latents x0 (N, ...) with labels: loss, backward,
-    /// clip, AdamW, EMA.
+    /// clip, AdamW, EMA. `sampleKeys` name each sample's random stream (default: the sample's
+    /// index in the run, stepCount * N + i).
     @discardableResult
-    public func step(latents x0: Tensor, labels: [Int]) throws -> TrainStepStats {
+    public func step(latents x0: Tensor, labels: [Int], sampleKeys: [UInt64]? = nil) throws -> TrainStepStats {
         model.zeroGrad()
-        let (loss, _) = try objective.loss(model: model, x0: x0, labels: labels, rng: &rng)
+        let n = x0.dim(0)
+        let keys = sampleKeys ?? (0..<n).map { UInt64(stepCount * n + $0) }
+        let (loss, _) = try objective.loss(model: model, x0: x0, labels: labels, generators: keys.map { rng.split($0) })
         let value = loss.item
         guard value.isFinite else { throw SiTError.nonFinite("training loss \(value) at step \(stepCount)") }
         loss.backward()
         let params = optimizer.parameters
+        try reduceGradients?(params.compactMap { $0.1.grad == nil ? nil : $0.1 })
         let norm = gradientNorm(params)
         let lr = schedule.lr(at: stepCount)
         optimizer.lr = lr

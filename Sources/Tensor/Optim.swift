@@ -11,7 +11,8 @@ public final class AdamW {
     public var beta2: Float
     public var eps: Float
     public var weightDecay: Float
-    public private(set) var step: Int = 0
+    /// Updates made so far (bias correction); restored from a checkpoint or another process.
+    public var step: Int = 0
     public let parameters: [(String, Tensor)]
     private var m: [Tensor]
     private var v: [Tensor]

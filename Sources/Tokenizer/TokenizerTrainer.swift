@@ -53,6 +53,9 @@ public final class TokenizerTrainer {
     /// Called after backward and before clipping (e.g. to step a second optimiser of a
     /// discriminator that owns other parameters).
     public var afterBackward: ((TokenizerForward) throws -> Void)?
+    /// Called after `afterBackward` and before clipping with the parameters whose gradients
+    /// the step uses (data-parallel training sums the ranks' gradients here).
+    public var reduceGradients: (([Tensor]) throws -> Void)?
     public internal(set) var step = 0
     /// Codebook usage of the last step's batch (for logging).
     public internal(set) var lastUsage: QuantizerStats?
@@ -125,6 +128,7 @@ public final class TokenizerTrainer {
         var stats = s
         total.backward()
         try afterBackward?(fwd)
+        try reduceGradients?(optimizer.parameters.compactMap { $0.1.grad == nil ? nil : $0.1 })
         model.quantizer.recordUsage(fwd.quantized)
         lastUsage = model.quantizer.stats(fwd.quantized)
         stats.gradNorm = gradientNorm(optimizer.parameters)
@@ -151,6 +155,9 @@ extension TokenizerTrainer {
         try model.save(to: training + "/train-model.safetensors")
         try optimizer.save(to: training + "/optimizer.safetensors")
     }
+
+    /// Continues from `step` with tensors set by other means (another process sent them).
+    public func restore(step: Int) { self.step = step }
 
     /// Restores what `save(into:)` wrote (same architecture) and continues from `step` (the
     /// learning-rate schedule position).

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Formats
+import Cluster
 import Foundation
 import Pipeline
 import Render
@@ -9,7 +10,7 @@ import Tokenizer
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput (kernels, SiT generation, training steps).",
-        subcommands: [Kernels.self, Attention.self, Generation.self, Training.self, TokenizerThroughput.self]
+        subcommands: [Kernels.self, Attention.self, Generation.self, Training.self, TokenizerThroughput.self, Allreduce.self]
     )
 
     struct Kernels: ParsableCommand {
@@ -94,6 +95,29 @@ struct Bench: ParsableCommand {
                     enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                     try atomicWrite(try enc.encode(rows), to: json)
                 }
+            }
+        }
+    }
+
+    struct Allreduce: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Time of the data-parallel gradient sum (MPI_Allreduce in buckets) over the ranks of an mpirun job.",
+            discussion: "Example: mpirun -np 2 gen bench allreduce --megabytes 256")
+        @Option(parsing: .unconditional, help: "Size of the summed float32 buffer.") var megabytes = 64
+        @Option(parsing: .unconditional, help: "Timed repetitions.") var repeats = 5
+
+        func validate() throws {
+            try require(megabytes, "--megabytes", in: 1...65_536)
+            try require(repeats, "--repeats", in: 1...10_000)
+        }
+
+        func run() throws {
+            try userFacing {
+                let m = try AllreduceBenchmark.run(megabytes: megabytes, repeats: repeats)
+                guard Cluster.world.isRoot else { return }
+                guard m.ranks > 1 else { print("One process: nothing to sum; run it under mpirun, e.g. mpirun -np 2 gen bench allreduce."); return }
+                print(String(format: "allreduce of %d MiB over %d rank(s): median %.4f s (min %.4f s), bus bandwidth %.2f GB/s",
+                             megabytes, m.ranks, m.secondsMedian, m.secondsMin, m.busGBps))
             }
         }
     }
@@ -187,6 +211,7 @@ struct Bench: ParsableCommand {
         @Flag(help: "Tiny models, proves the command works (used by CI).") var smoke = false
         @Flag(name: .customLong("skip-tokenizer"), help: "Only the SiT-B/1 step.") var skipTokenizer = false
         @OptionGroup var precision: PrecisionOptions
+        @Flag(help: "SiT-XL/1 (batch 8, about 14 GB of memory) instead of SiT-B/1.") var xl = false
 
         func validate() throws { try require(repeats, "--repeats", in: 1...10_000) }
 
@@ -194,7 +219,7 @@ struct Bench: ParsableCommand {
             compute.apply()
             try userFacing {
                 try precision.applyForTraining()
-                let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke, includeTokenizer: !skipTokenizer)
+                let rows = try GenerationBenchmark.training(repeats: repeats, smoke: smoke, includeTokenizer: !skipTokenizer, xl: xl)
                 print("| step | batch | s (median) | min..max | GFLOP/s |\n|---|---|---|---|---|")
                 for r in rows {
                     print(String(format: "| %@ | %d | %.3f | %.3f..%.3f | %.1f |", r.name, r.batch, r.seconds.median, r.seconds.min, r.seconds.max, r.gflopPerSecond))

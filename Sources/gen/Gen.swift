@@ -2,6 +2,7 @@
 // command per file named after it; shared options and helpers are in Options.swift.
 
 import ArgumentParser
+import Cluster
 import Foundation
 
 @main
@@ -17,7 +18,7 @@ struct Gen: ParsableCommand {
           gen sample --sit runs/sit --tokenizer runs/tok --out runs/samples
         """,
         subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
-                      TrainClassifier.self, Info.self, Convert.self, Export.self, Init.self, Bench.self]
+                      TrainClassifier.self, Info.self, PlotRuns.self, Convert.self, Export.self, Init.self, Bench.self]
     )
 
     /// Exit status: 0 success, 1 a failed job (one sentence from `userFacing`), 2 a usage error
@@ -27,6 +28,7 @@ struct Gen: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            Cluster.finalize()   // MPI_Finalize when mpirun started the process (a no-op otherwise)
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure || (code != .success && code != .failure && !(error is ExitCode)) {

@@ -1,6 +1,7 @@
 // Options and helpers the commands share.
 
 import ArgumentParser
+import Cluster
 import Formats
 import Foundation
 import Pipeline
@@ -49,14 +50,17 @@ struct PrecisionOptions: ParsableArguments {
 extension Precision: ExpressibleByArgument {}
 extension MatmulBackend: ExpressibleByArgument {}
 
-/// Runs a job; any error reaches the user as one sentence ("error: ...") and exit code 1.
+/// Runs a job; any error reaches the user as one sentence ("error: ...") and exit code 1. Under
+/// mpirun, a rank other than 0 names itself and waits a moment first (`Cluster.beforeFailing`), so
+/// an error all ranks meet is printed once; the failed process's exit makes mpirun end the job.
 func userFacing(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as ExitCode {
         throw e
     } catch {
-        FileHandle.standardError.write(Data("error: \(oneSentence(error))\n".utf8))
+        Cluster.beforeFailing()
+        FileHandle.standardError.write(Data("error: \(Cluster.rankPrefix)\(oneSentence(error))\n".utf8))
         throw ExitCode.failure
     }
 }

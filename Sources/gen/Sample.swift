@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Formats
 import Foundation
 import Pipeline
@@ -76,7 +77,13 @@ struct Sample: ParsableCommand {
                 o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh; o.batchSize = batchSize
                 if let classes { o.classes = try GenerationModels.classIndices(classes, sitFolder: o.sit) }
             }
-            if seed.isRandom && fromPNG == nil { print("Seed: \(o.seed) (random)") }
+            if seed.isRandom && fromPNG == nil {
+                // Under mpirun every rank drew its own: rank 0's is the job's.
+                var v = [Double(bitPattern: o.seed)]
+                if Cluster.world.size > 1 { try v.withUnsafeMutableBytes { try Cluster.world.broadcast($0, root: 0) } }
+                o.seed = UInt64(v[0].bitPattern)
+                if Cluster.world.isRoot { print("Seed: \(o.seed) (random)") }
+            }
             try GenerationJob.run(o, out: out, npz: npz, latentsH5: saveLatents, grid: !noGrid, overwrite: overwrite, resume: resume)
         }
     }

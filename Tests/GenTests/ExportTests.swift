@@ -66,6 +66,15 @@ final class ExportTests: XCTestCase {
             XCTAssertNil(clean[k], k)
             XCTAssertNotNil((clean[SiTConfig.swiftBlockKey] as? [String: Any])?[k], k)
         }
+        // The tokenizer's config.json: only the official ModelArgs fields (those of the official
+        // fixture's config.json) at the top level, ours in softvq_swift.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path
+        let officialTok = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: root + "/Fixtures/tokenizer_tiny/config.json"))) as? [String: Any])
+        for file in [d + "/tok/checkpoint/config.json", d + "/out/config.json"] {
+            let tok = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+            XCTAssertEqual(Set(tok.keys).subtracting(officialTok.keys), ["softvq_swift"], file)
+            XCTAssertEqual((tok["softvq_swift"] as? [String: Any])?["enc_embed_dim"] as? Int, 32, file)
+        }
         // A missing source is one sentence.
         r = try gen(["export", d + "/nothing", d + "/x"])
         XCTAssertEqual(r.status, 1)

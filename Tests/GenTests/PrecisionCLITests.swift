@@ -68,7 +68,7 @@ final class PrecisionCLITests: XCTestCase {
         var r = try gen(["train-tokenizer", "--out", tok, "--steps", "2", "--limit", "16", "--precision", "fp32"] + tinyTokenizerArgs)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.hasPrefix("Engine: training products on OpenBLAS sgemm, fp32 (--precision fp32)"), r.stdout)
-        let statePath = tok + "/checkpoint/state.json"
+        let statePath = tok + "/checkpoint/training/state.json"
         var state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statePath))) as! [String: Any]
         XCTAssertEqual(state["precision"] as? String, "fp32")
 

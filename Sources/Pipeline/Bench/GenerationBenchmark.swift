@@ -203,12 +203,15 @@ public enum GenerationBenchmark {
 
     /// One SiT-B/1 training step (64 tokens x 32 channels, batch 16, AdamW) and one tokenizer
     /// training step, seconds and GFLOP/s (forward matmul FLOPs x 3 for forward + backward).
-    public static func training(repeats: Int = 3, smoke: Bool = false, includeTokenizer: Bool = true,
+    /// With `xl`, the SiT step is SiT-XL/1's (64 tokens, batch 8; about 14 GB of weights,
+    /// gradients, moments), the compute of one data-parallel rank in docs/scaling.md.
+    public static func training(repeats: Int = 3, smoke: Bool = false, includeTokenizer: Bool = true, xl: Bool = false,
                                 log: (String) -> Void = { print($0) }) throws -> [BenchRow] {
         var rows: [BenchRow] = []
         let config = smoke ? SiTConfig(hiddenSize: 64, depth: 2, numHeads: 4, patchSize: 1, inChannels: 8, inputSize: 16, vae1D: true)
+                           : xl ? SiTConfig.xl(patch: 1, inputSize: 64, inChannels: 32, vae1D: true)
                            : SiTConfig.b(patch: 1, inputSize: 64, inChannels: 32, vae1D: true)
-        let batch = smoke ? 4 : 16
+        let batch = smoke ? 4 : xl ? 8 : 16
         let model = try SiT(config: config)
         var rng = RandomGenerator(seed: 0)
         model.initializeWeights(rng: &rng)
@@ -216,7 +219,7 @@ public enum GenerationBenchmark {
         let x = rng.normalTensor([batch] + config.latentShape)
         let y = (0..<batch).map { $0 % config.numClasses }
         let s = try measure(warmup: 1, repeats: repeats) { _ = try trainer.step(latents: x, labels: y) }
-        rows.append(BenchRow(name: smoke ? "tiny SiT training step" : "SiT-B/1 training step (64 tokens, AdamW)", tokens: config.numTokens, batch: batch,
+        rows.append(BenchRow(name: smoke ? "tiny SiT training step" : xl ? "SiT-XL/1 training step (64 tokens, AdamW)" : "SiT-B/1 training step (64 tokens, AdamW)", tokens: config.numTokens, batch: batch,
                              seconds: s, gflop: 3 * SiTBenchmark.forwardFLOPs(config, batch: batch) / 1e9, imagesPerSecond: Double(batch) / s.median))
         log(String(format: "%@: %.3f s", rows.last!.name, s.median))
         guard includeTokenizer else { return rows }

@@ -8,6 +8,7 @@
 // bit-identical to another with the same batch size B; with B = 1 each image is bit-identical to
 // itself regenerated alone (--from-png). Other batch sizes agree within float rounding.
 
+import Cluster
 import Datasets
 import Formats
 import Foundation
@@ -181,24 +182,66 @@ public enum GenerationJob {
         let shape = [sit.config.inputSize, sit.config.inChannels]
         let b = max(1, o.batchSize)
         for start in stride(from: 0, to: items.count, by: b) {
-            let batch = Array(items[start..<min(items.count, start + b)])
-            let velocity: VelocityField = { x, t, y in try Autograd.noGrad { try sit(x, t: t, y: y) } }
-            let run = try SamplingRun(velocity: velocity, options: options, shape: [batch.count] + shape,
-                                      labels: batch.map(\.label), generators: batch.map { RandomGenerator(seed: $0.seed) })
-            while try run.nextStep() != nil { progress(batch.count) }
-            let z = tok.denormalizeLatents(run.result)                       // (B, L, C)
-            try checkFinite(z, "sampled latents")
-            let per = z.count / batch.count
-            // Decoded one at a time when the model was evaluated per sample (batch independence).
-            let decoded: Tensor? = o.batchInvariant ? nil : try Autograd.noGrad { try tok.decode(z) }
-            for (k, item) in batch.enumerated() {
-                let zi = Tensor(uninitialized: [1] + shape)
-                zi.pointer.update(from: z.pointer + k * per, count: per)
-                let img = try decoded.map { $0[k] } ?? Autograd.noGrad { try tok.decode(zi) }[0]
-                try emit(GeneratedImage(index: item.index, label: item.label, seed: item.seed,
-                                        image: ImageGrid.image(fromTensor: img),
-                                        latent: Array(UnsafeBufferPointer(start: zi.pointer, count: per))))
+            for img in try generateBatch(models, o, Array(items[start..<min(items.count, start + b)]), progress: progress) { try emit(img) }
+        }
+    }
+
+    /// One batch of `items` integrated and decoded together.
+    static func generateBatch(_ models: GenerationModels, _ o: GenerationOptions, _ batch: [GenerationItem],
+                              progress: (Int) -> Void) throws -> [GeneratedImage] {
+        let sit = models.sit, tok = models.tokenizer
+        let options = samplerOptions(o, model: sit.config)
+        let shape = [sit.config.inputSize, sit.config.inChannels]
+        let velocity: VelocityField = { x, t, y in try Autograd.noGrad { try sit(x, t: t, y: y) } }
+        let run = try SamplingRun(velocity: velocity, options: options, shape: [batch.count] + shape,
+                                  labels: batch.map(\.label), generators: batch.map { RandomGenerator(seed: $0.seed) })
+        while try run.nextStep() != nil { progress(batch.count) }
+        let z = tok.denormalizeLatents(run.result)                       // (B, L, C)
+        try checkFinite(z, "sampled latents")
+        let per = z.count / batch.count
+        // Decoded one at a time when the model was evaluated per sample (batch independence).
+        let decoded: Tensor? = o.batchInvariant ? nil : try Autograd.noGrad { try tok.decode(z) }
+        return try batch.enumerated().map { k, item in
+            let zi = Tensor(uninitialized: [1] + shape)
+            zi.pointer.update(from: z.pointer + k * per, count: per)
+            let img = try decoded.map { $0[k] } ?? Autograd.noGrad { try tok.decode(zi) }[0]
+            return GeneratedImage(index: item.index, label: item.label, seed: item.seed,
+                                  image: ImageGrid.image(fromTensor: img),
+                                  latent: Array(UnsafeBufferPointer(start: zi.pointer, count: per)))
+        }
+    }
+
+    /// Like `generate`, over the ranks of a job: the batches (fixed by index, as in one process)
+    /// are dealt out round-robin, rank r generating batches r, r + N, ...; after each round of N
+    /// batches rank 0 gathers the images and hands them to `emit` in index order (the other ranks
+    /// emit nothing). So each image is made exactly as one process with the same batch size makes it.
+    static func generateSharded(_ models: GenerationModels, _ o: GenerationOptions, items: [GenerationItem], world: Distributed,
+                                emit: (GeneratedImage) throws -> Void) throws {
+        guard world.size > 1 else { return try generate(models, o, items: items, emit: emit) }
+        let b = max(1, o.batchSize)
+        let batches = stride(from: 0, to: items.count, by: b).map { Array(items[$0..<min(items.count, $0 + b)]) }
+        for round in stride(from: 0, to: batches.count, by: world.size) {
+            let k = round + world.rank
+            let mine = k < batches.count ? try generateBatch(models, o, batches[k], progress: { _ in }) : []
+            var m = MessageWriter()
+            m.int(mine.count)
+            for g in mine {
+                m.int(g.index); m.int(g.label); m.uint64(g.seed)
+                m.int(g.image.width); m.int(g.image.height); m.int(g.image.channels); m.data(g.image.pixels); m.floats(g.latent)
             }
+            var all: [GeneratedImage] = []
+            for bytes in try world.gather(m.bytes, root: 0) {
+                var r = MessageReader(bytes)
+                for _ in 0..<(try r.int()) {
+                    let (index, label, seed) = (try r.int(), try r.int(), try r.uint64())
+                    let (w, h, c) = (try r.int(), try r.int(), try r.int())
+                    let pixels = try r.data()
+                    guard pixels.count == w * h * c else { throw ClusterError.invalid("A rank sent an image of the wrong size.") }
+                    all.append(GeneratedImage(index: index, label: label, seed: seed,
+                                              image: RGBImage(width: w, height: h, channels: c, pixels: pixels), latent: try r.floats()))
+                }
+            }
+            for g in all.sorted(by: { $0.index < $1.index }) { try emit(g) }
         }
     }
 
@@ -246,8 +289,10 @@ public enum GenerationJob {
     /// (assembled from the PNGs) and latents.h5 come at the end.
     @discardableResult
     public static func run(_ o: GenerationOptions, out: String, npz: Bool = false, latentsH5: Bool = false,
-                           grid: Bool = true, overwrite: Bool = false, resume: Bool = false,
-                           log: (String) -> Void = { print($0) }) throws -> GenerationSummary {
+                           grid: Bool = true, overwrite: Bool = false, resume: Bool = false, world: Distributed = Cluster.world,
+                           log: @escaping (String) -> Void = { print($0) }) throws -> GenerationSummary {
+        // Under mpirun the ranks share the sampling (`generateSharded`); rank 0 alone touches `out`.
+        if !world.isRoot { return try runHelper(o, out: out, resume: resume, world: world) }
         let fm = FileManager.default
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: out, isDirectory: &isDir) {
@@ -295,6 +340,10 @@ public enum GenerationJob {
             latents = w
         }
         defer { latents?.close() }
+        if world.size > 1 {
+            var s = [Double(start), Double(items.count)]
+            try s.withUnsafeMutableBytes { try world.broadcast($0, root: 0) }
+        }
         if start > 0 { log("Resuming \(out): \(start) of \(items.count) images are done.") }
         let mode = o.numSamples != nil ? "\(items.count) images, classes drawn per seed" : "\(items.count) images (\(classes.count) classes x \(o.perClass))"
         log("Generating \(mode), \(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale) on t in [\(o.guidanceLow), \(o.guidanceHigh)], batch \(b), seeds \(o.seed)...\(o.seed &+ UInt64(items.count - 1)).")
@@ -302,7 +351,7 @@ public enum GenerationJob {
         let todo = Array(items[start...])
         let bar = ProgressBar(total: todo.count, label: "sample", unit: "img")
         var pending: [GeneratedImage] = []
-        try generate(models, o, items: todo) { img in
+        try generateSharded(models, o, items: todo, world: world) { img in
             let item = GenerationItem(index: img.index, label: img.label, seed: img.seed)
             try ImageIO.writePNG(path: out + "/" + item.fileName, image: img.image, text: ["parameters": text(item)])
             bar.update(by: 1)
@@ -337,6 +386,23 @@ public enum GenerationJob {
         let seconds = now() - t0
         log(String(format: "Wrote %d images to %@ in %.1f s (%.2f images/s).", items.count, out, seconds, Double(todo.count) / seconds))
         return GenerationSummary(images: items.count, resumed: start, seconds: seconds, fileNames: names)
+    }
+
+    /// A rank other than 0 of a sharded `run`: loads the models, learns from rank 0 where the
+    /// run starts, and generates its batches (rank 0 writes them).
+    static func runHelper(_ o: GenerationOptions, out: String, resume: Bool, world: Distributed) throws -> GenerationSummary {
+        let t0 = now()
+        let models = try GenerationModels(sit: o.sit, tokenizer: o.tokenizer, log: { _ in })
+        let classes = o.classes.isEmpty ? Array(0..<models.sit.config.numClasses) : o.classes
+        let items = try Self.items(o, classes: classes)
+        var s = [Double(0), Double(items.count)]
+        try s.withUnsafeMutableBytes { try world.broadcast($0, root: 0) }
+        guard Int(s[1]) == items.count else {
+            throw ClusterError.divergence("Rank \(world.rank) has \(items.count) images to make, rank 0 \(Int(s[1])); every rank must load the same models and options.")
+        }
+        let start = Int(s[0])
+        try generateSharded(models, o, items: Array(items[start...]), world: world) { _ in }
+        return GenerationSummary(images: items.count, resumed: start, seconds: now() - t0, fileNames: items.map(\.fileName))
     }
 
     /// A labelled grid of the first images (up to 16) of each class (up to 32 classes), read

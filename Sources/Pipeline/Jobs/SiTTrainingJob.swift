@@ -1,6 +1,7 @@
 // `gen train`: trains a SiT on a latent cache, resumably. The data loader's position and the
 // trainer's generator are saved with each checkpoint, so a resumed run continues exactly.
 
+import Cluster
 import Formats
 import Foundation
 import Render
@@ -92,6 +93,10 @@ public final class SiTTrainingJob: TrainingTask {
     }
 
     public init(options: SiTTrainingOptions) throws {
+        let ranks = Cluster.world.size
+        guard options.batchSize >= ranks else {
+            throw PipelineError.invalidArgument("The batch size \(options.batchSize) is smaller than the \(ranks) ranks of the job; --batch-size is the global batch, at least one sample per rank.")
+        }
         guard !options.cache.isEmpty else {
             throw PipelineError.invalidArgument("No latent cache: pass --cache (only --resume of an existing run in the output folder may leave it out).")
         }
@@ -150,12 +155,18 @@ public final class SiTTrainingJob: TrainingTask {
         "Training SiT (\(trainer.model.parameterCount) parameters, \(options.depth) blocks x \(options.hiddenSize)) on \(loader.reader.count) latents of \(loader.reader.metadata.numTokens) x \(loader.reader.metadata.tokenDim), batch \(options.batchSize), steps \(start)..<\(options.steps)."
     }
 
-    public func trainStep(_ step: Int) throws -> StepReport {
-        let (z, y) = try loader.next()
-        let stats = try trainer.step(latents: z, labels: y)
-        return StepReport(loss: stats.loss, averaged: ["loss": Double(stats.loss)],
+    /// This rank's rows of the global batch, each with its own random stream (keyed by its
+    /// position in the epoch); the loss is the global batch mean.
+    public func trainStep(_ step: Int, parallel: DataParallel) throws -> StepReport {
+        let share = parallel.share(of: options.batchSize)
+        let (z, y, keys) = try loader.next(slice: parallel.isParallel ? share : nil)
+        let weight = Float(share.count) / Float(options.batchSize)
+        trainer.reduceGradients = parallel.isParallel ? { try parallel.sumGradients($0, weight: weight) } : nil
+        let stats = try trainer.step(latents: z, labels: y, sampleKeys: keys)
+        let loss = try parallel.sumStatistics([Double(stats.loss)], weight: Double(weight))[0]
+        return StepReport(loss: Float(loss), averaged: ["loss": loss],
                           latest: ["grad_norm": Double(stats.gradNorm), "lr": Double(stats.lr)],
-                          bar: [("loss", String(format: "%.4f", stats.loss))])
+                          bar: [("loss", String(format: "%.4f", loss))])
     }
 
     public func decorate(_ record: inout [String: Any]) { record["epoch"] = loader.position.epoch }
@@ -166,6 +177,19 @@ public final class SiTTrainingJob: TrainingTask {
 
     public func restore(from folder: String, step: Int, progress: Progress) throws {
         try trainer.restore(from: folder, step: step, rng: progress.rng)
+        loader.position = progress.dataPosition
+    }
+
+    public var stateTensors: [Tensor] {
+        trainer.model.namedTensors().map(\.1) + (trainer.ema?.namedTensors().map(\.1) ?? [])
+            + trainer.optimizer.stateTensors.map(\.1)
+    }
+
+    public var replicatedTensors: [Tensor] { trainer.optimizer.parameters.map(\.1) }
+
+    public func adopt(step: Int, progress: Progress) throws {
+        trainer.restore(step: step, rng: progress.rng)
+        trainer.optimizer.step = step
         loader.position = progress.dataPosition
     }
 }

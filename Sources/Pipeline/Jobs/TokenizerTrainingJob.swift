@@ -4,6 +4,7 @@
 // flips of step s from the seed's stream for s; so the step number alone fixes what comes next
 // and a resumed run reaches the same weights as an uninterrupted one.
 
+import Cluster
 import Datasets
 import Formats
 import Foundation
@@ -74,6 +75,10 @@ public final class TokenizerTrainingJob: TrainingTask {
         let config = try options.config()
         dataset = try ImageDataset.open(options.dataset, size: config.imageSize).limited(to: options.limit)   // class-balanced
         count = dataset.count
+        let ranks = Cluster.world.size
+        guard options.batchSize >= ranks else {
+            throw PipelineError.invalidArgument("The batch size \(options.batchSize) is smaller than the \(ranks) ranks of the job; --batch-size is the global batch, at least one sample per rank.")
+        }
         guard count >= options.batchSize else {
             throw PipelineError.invalidArgument("The dataset has \(count) images, fewer than the batch size \(options.batchSize).")
         }
@@ -90,12 +95,22 @@ public final class TokenizerTrainingJob: TrainingTask {
         "Training tokenizer '\(options.preset)' (\(trainer.model.parameterCount) parameters) on \(dataset.name) (\(count) images), batch \(options.batchSize), steps \(start)..<\(options.steps)."
     }
 
-    public func trainStep(_ step: Int) throws -> StepReport {
-        let (idx, flips) = batchIndices(step: step)
+    /// This rank's rows of the global batch (the same order and flips as one process). The
+    /// reconstruction loss is a per-sample mean, so its summed gradient is the global batch's;
+    /// the entropy regulariser's batch-mean term is taken over each rank's rows (as the official
+    /// code under DDP), so it matches one process only approximately.
+    public func trainStep(_ step: Int, parallel: DataParallel) throws -> StepReport {
+        var (idx, flips) = batchIndices(step: step)
+        let share = parallel.share(of: options.batchSize)
+        if parallel.isParallel { idx = Array(idx[share]); flips = Array(flips[share]) }
         let (images, _) = try dataset.batch(idx, flips: flips)
-        let stats = try trainer.trainStep(images)
+        let weight = Float(share.count) / Float(options.batchSize)
+        trainer.reduceGradients = parallel.isParallel ? { try parallel.sumGradients($0, weight: weight) } : nil
+        var stats = try trainer.trainStep(images)
+        let sums = try parallel.sumStatistics([Double(stats.total), Double(stats.reconstruction), Double(stats.entropy)], weight: Double(weight))
+        (stats.total, stats.reconstruction, stats.entropy) = (Float(sums[0]), Float(sums[1]), Float(sums[2]))
         let usage = trainer.lastUsage
-        return StepReport(loss: stats.total, averaged: ["reconstruction": Double(stats.reconstruction)],
+        return StepReport(loss: stats.total, averaged: ["reconstruction": sums[1]],
                           latest: ["loss": Double(stats.total), "entropy": Double(stats.entropy),
                                    "grad_norm": Double(stats.gradNorm), "lr": Double(trainer.optimizer.lr),
                                    "codebook_perplexity": usage?.perplexity ?? 0, "codebook_batch_usage": usage?.batchUsage ?? 0],
@@ -112,6 +127,20 @@ public final class TokenizerTrainingJob: TrainingTask {
 
     public func restore(from folder: String, step: Int, progress: Progress) throws {
         try trainer.restore(from: folder, step: step)
+    }
+
+    public var stateTensors: [Tensor] {
+        trainer.model.namedTensors().map(\.1) + (trainer.ema?.namedTensors().map(\.1) ?? [])
+            + trainer.optimizer.stateTensors.map(\.1)
+    }
+
+    /// The trained weights (not the codebook-usage history, a logging buffer each rank fills
+    /// from its own rows; rank 0's is saved).
+    public var replicatedTensors: [Tensor] { trainer.optimizer.parameters.map(\.1) }
+
+    public func adopt(step: Int, progress: Progress) throws {
+        trainer.restore(step: step)
+        trainer.optimizer.step = step
     }
 
     var stepsPerEpoch: Int { count / options.batchSize }

@@ -6,7 +6,16 @@
 // Kill -9 safety: a checkpoint is written into checkpoint.tmp and swapped in by renames
 // (RunFolder); the log is truncated back to the checkpoint's step on resume; every random draw
 // of a task follows from its saved state, so a resumed run reaches the same weights.
+//
+// Many processes (mpirun): rank 0 alone reads and writes the run folder (the checks of an
+// existing run, the checkpoint, the log and the plot) and sends the options and, on resume, the
+// saved step and progress to the others; then all training state (weights, EMA, optimizer
+// moments) is broadcast from rank 0, so every rank starts from the same tensors whatever the
+// number of ranks that wrote the checkpoint. Each step, every rank trains on its slice of the
+// global batch (`--batch-size`) and the gradients are summed (DataParallel); the weights are
+// compared by checksum at every checkpoint.
 
+import Cluster
 import Foundation
 import Formats
 import Render
@@ -61,8 +70,9 @@ public protocol TrainingTask: AnyObject {
     var step: Int { get }
     /// The line printed before training starts.
     func summary(from start: Int) -> String
-    /// One optimisation step (the `step`-th, 0-based).
-    func trainStep(_ step: Int) throws -> StepReport
+    /// One optimisation step (the `step`-th, 0-based) on this rank's share of the global batch,
+    /// gradients and reported statistics summed over the ranks by `parallel`.
+    func trainStep(_ step: Int, parallel: DataParallel) throws -> StepReport
     /// Extra fields of a log record (e.g. PSNR of the windowed error, the epoch).
     func decorate(_ record: inout [String: Any])
     /// Writes the model files of a checkpoint into `folder` (state.json is the driver's).
@@ -70,6 +80,13 @@ public protocol TrainingTask: AnyObject {
     var progress: Progress { get }
     /// Restores a checkpoint written by `writeCheckpoint` at `step` with its progress.
     func restore(from folder: String, step: Int, progress: Progress) throws
+    /// Every tensor of the training state (weights and buffers, EMA, optimizer moments), in a
+    /// fixed order: what rank 0 sends the other ranks at the start.
+    var stateTensors: [Tensor] { get }
+    /// The tensors every rank must hold identically after each step (the trained weights).
+    var replicatedTensors: [Tensor] { get }
+    /// Takes over the counters of a resumed run whose tensors arrive by broadcast (ranks > 0).
+    func adopt(step: Int, progress: Progress) throws
 }
 
 /// The names a task's run uses.
@@ -168,6 +185,8 @@ public final class TrainingRun<Task: TrainingTask> {
     public let task: Task
     /// The matmul precision the run trains in (fp32 or bf16), recorded in every state.json.
     public let precision: Precision
+    /// The processes training together (one without mpirun).
+    public let world: Distributed
     let log: (String) -> Void
     /// The command line of this invocation, recorded in state.json and the model card.
     public var command: String?
@@ -180,9 +199,52 @@ public final class TrainingRun<Task: TrainingTask> {
     /// the engine; a resumed run refuses one that differs from its own. The first line logged
     /// names the engine, the precision and why.
     public init(out: String, options given: Task.Options, resume: Bool, overwrite: Bool, precision requested: Precision? = nil,
-                log: @escaping (String) -> Void = { print($0) }, make: (Task.Options) throws -> Task) throws {
-        self.log = log
+                log: @escaping (String) -> Void = { print($0) }, world: Distributed = Cluster.world,
+                make: (Task.Options) throws -> Task) throws {
+        self.world = world
+        self.log = world.isRoot ? log : { _ in }
         folder = RunFolder(out)
+        // Rank 0 decides (its file system holds the run); the others take its decision.
+        typealias Saved = TrainingState<Task.Options, Task.Progress>
+        var decision: (options: Task.Options, saved: Saved?) = (given, nil)
+        if world.isRoot { decision = try Self.decide(folder: folder, out: out, given: given, resume: resume, overwrite: overwrite) }
+        if world.size > 1 {
+            let bytes = try world.broadcast(bytes: world.isRoot ? Array(try JSONEncoder().encode(Decision(options: decision.options, saved: decision.saved))) : [])
+            let d = try JSONDecoder().decode(Decision<Task.Options, Task.Progress>.self, from: Data(bytes))
+            decision = (d.options, d.saved)
+        }
+        let (options, saved) = decision
+        precision = try TrainingRun.resolvePrecision(requested, saved: saved.map { $0.precision ?? .fp32 }, out: out)
+        try Engine.setPrecision(precision)
+        self.log(Engine.summary(requested: requested ?? .auto, reason: saved == nil ? nil : requested == nil ? .recorded : .requested, training: true))
+        task = try make(options)
+        let parallel = DataParallel(world: world)
+        if world.isRoot {
+            try folder.create()
+            // A new run (fresh or --overwrite) replaces nothing until its first checkpoint exists.
+            if saved == nil { folder.startNewRun() }
+            if let saved, let existing = folder.latestCheckpoint {
+                try task.restore(from: existing, step: saved.step, progress: saved.progress)
+                earlierCommands = saved.commands
+                folder.truncateLog(after: saved.step)
+                self.log("Resuming \(folder.root) at step \(saved.step) of \(options.steps)\(world.size > 1 ? " on \(world.size) ranks" : "").")
+            }
+        } else if let saved {
+            try task.adopt(step: saved.step, progress: saved.progress)
+        }
+        try parallel.broadcast(task.stateTensors)
+        try parallel.verifyIdentical(task.replicatedTensors, what: "weights at the start")
+    }
+
+    /// What rank 0 sends the others: the options in force and the resumed state.
+    struct Decision<O: Codable, P: Codable>: Codable {
+        var options: O
+        var saved: TrainingState<O, P>?
+    }
+
+    /// The rules for an existing run folder: the options in force and the state to resume.
+    static func decide(folder: RunFolder, out: String, given: Task.Options, resume: Bool, overwrite: Bool) throws
+        -> (options: Task.Options, saved: TrainingState<Task.Options, Task.Progress>?) {
         guard !(resume && overwrite) else {
             throw PipelineError.invalidArgument("--resume and --overwrite exclude each other: --resume continues the run in \(out), --overwrite starts a new one there.")
         }
@@ -211,19 +273,7 @@ public final class TrainingRun<Task: TrainingTask> {
             throw PipelineError.invalidArgument("Nothing to resume: \(out) has no checkpoint (\(what)); leave out --resume to start a new run.")
         }
         if options.steps <= 0 { options.steps = Task.Options().steps }   // a fresh run given no target
-        precision = try TrainingRun.resolvePrecision(requested, saved: saved.map { $0.precision ?? .fp32 }, out: out)
-        try Engine.setPrecision(precision)
-        log(Engine.summary(requested: requested ?? .auto, reason: saved == nil ? nil : requested == nil ? .recorded : .requested, training: true))
-        task = try make(options)
-        try folder.create()
-        // A new run (fresh or --overwrite) replaces nothing until its first checkpoint exists.
-        if saved == nil { folder.startNewRun() }
-        if let saved, let existing = folder.latestCheckpoint {
-            try task.restore(from: existing, step: saved.step, progress: saved.progress)
-            earlierCommands = saved.commands
-            folder.truncateLog(after: saved.step)
-            log("Resuming \(folder.root) at step \(saved.step) of \(options.steps).")
-        }
+        return (options, saved)
     }
 
     public var options: Task.Options { task.options }
@@ -245,8 +295,11 @@ public final class TrainingRun<Task: TrainingTask> {
         return saved
     }
 
-    /// Writes a checkpoint (model files and state.json) atomically, then redraws the loss plot.
+    /// Writes a checkpoint (model files and state.json) atomically, then redraws the loss plot;
+    /// with several ranks, first checks that they hold the same weights, and only rank 0 writes.
     public func saveCheckpoint() throws {
+        try DataParallel(world: world).verifyIdentical(task.replicatedTensors, what: "weights at step \(task.step)")
+        guard world.isRoot else { return }
         let commands = earlierCommands + (command.map { [$0] } ?? [])
         let state = TrainingState(kind: Task.info.kind, step: task.step, options: task.options, precision: precision,
                                   progress: task.progress, commands: commands)
@@ -270,13 +323,14 @@ public final class TrainingRun<Task: TrainingTask> {
             log("Already trained for \(start) steps (target \(total)).")
             return
         }
-        log(task.summary(from: start))
-        let bar = ProgressBar(total: total - start, label: Task.info.label, unit: "step")
+        let parallel = DataParallel(world: world)
+        log(task.summary(from: start) + (world.size > 1 ? " Data-parallel on \(world.size) ranks: \(parallel.share(of: options.batchSize).count) samples per rank (rank 0)." : ""))
+        let bar = ProgressBar(total: total - start, label: Task.info.label, unit: "step", output: world.isRoot ? nil : { _ in })
         let t0 = now()
         var window: [StepReport] = []
         var last = StepReport(loss: .nan)
         for step in start..<total {
-            let report = try task.trainStep(step)
+            let report = try task.trainStep(step, parallel: parallel)
             guard report.loss.isFinite else {
                 throw PipelineError.invalidArgument("The training loss became \(report.loss) at step \(step); lower --lr. The last checkpoint is intact.")
             }
@@ -293,7 +347,7 @@ public final class TrainingRun<Task: TrainingTask> {
                 }
                 task.decorate(&record)
                 window.removeAll()
-                try folder.appendLog(record)
+                if world.isRoot { try folder.appendLog(record) }
             }
             bar.update(fields: report.bar)
             let saveNow = done % options.saveEvery == 0 || done == total
@@ -304,6 +358,7 @@ public final class TrainingRun<Task: TrainingTask> {
             }
         }
         bar.finish()
+        guard world.isRoot else { return }
         try folder.plotLoss(title: Task.info.plotTitle, field: Task.info.plotField)
         log(String(format: "Done: step %d, last loss %.5f. Checkpoint: %@", task.step, last.loss, folder.checkpoint))
         let horizon = EMA.horizon(options.emaDecay)
