@@ -11,9 +11,11 @@
 //   fingerprint only catches whole-tensor rewrites that forgot `markModified()`, not single edits.
 // - When it is used: a Linear's forward when its weight is frozen (requiresGrad false: a model
 //   prepared for inference with `Module.freeze()`), no tape records and the backend is oneDNN.
-//   Trainable weights never get a pack: training and finite-difference checks edit them through
-//   `pointer` at any time, and they always take the OpenBLAS path, which reads them afresh.
-//   Training forwards and every backward stay on OpenBLAS sgemm, and so do products of at most
+//   In fp32, trainable weights never get a pack: training and finite-difference checks edit
+//   them through `pointer` at any time, and they always take the OpenBLAS path, which reads them
+//   afresh. (bf16 training on bf16 hardware does pack them, see below: there only the optimizer
+//   changes them, and it bumps the version.) fp32 training forwards and every fp32 backward
+//   stay on OpenBLAS sgemm, and so do products of at most
 //   `streamingRowLimit` rows in fp32, where the few-rows kernel that streams each weight row
 //   once is faster (measured: `gen bench kernels`).
 // - Mixed-precision training (precision bf16 with the tape recording, or a trainable weight):

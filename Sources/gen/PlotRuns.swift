@@ -11,7 +11,7 @@ struct PlotRuns: ParsableCommand {
         discussion: """
         Each run is <label>=<run folder>[:<field>]; the field defaults to `loss` (a tokenizer run's
         curve is `reconstruction`). Runs of the same field share a panel; panels sit side by side.
-        Example: gen plot-runs "1 process=runs/sit" "2 ranks=runs/sit-mpi" --out curves.png
+        Example: gen plot-runs "linear path=runs/sit" "cosine path=runs/sit-cosine" --out curves.png
         """)
 
     @Argument(help: "Runs as <label>=<run folder>[:<field>].") var runs: [String]
