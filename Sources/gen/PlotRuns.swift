@@ -14,8 +14,9 @@ struct PlotRuns: ParsableCommand {
         Example: gen plot-runs "linear path=runs/sit" "cosine path=runs/sit-cosine" --out curves.png
         """)
 
+    @OptionGroup var compute: ComputeOptions
     @Argument(help: "Runs as <label>=<run folder>[:<field>].") var runs: [String]
-    @Option(help: "Output PNG.") var out: String
+    @Option(name: [.customShort("o"), .customLong("out")], help: "Output PNG.") var out: String
     @Option(help: "Title prefix of the panels.") var title = ""
 
     func run() throws {

@@ -31,8 +31,8 @@ final class HelpExampleTests: XCTestCase {
     static func bound(_ words: [String]) -> [String] {
         let cmd = words.count > 1 ? words[1] : ""
         switch cmd {
-        case "train-tokenizer": return ["--stop-after", "3", "--limit", "100", "--batch-size", "8"]
-        case "train": return ["--stop-after", "3", "--batch-size", "8"]
+        case "train-tokenizer": return ["--stop-after", "3", "--limit", "100", "--batch-size", "8", "--log-every", "1"]
+        case "train": return ["--stop-after", "3", "--batch-size", "8", "--log-every", "1"]
         case "precompute": return ["--limit", "100"]
         case "sample" where !words.contains("--from-png"):
             return ["--num-steps", "2"] + (words.contains("--num-samples") ? ["--num-samples", "8"] : [])
