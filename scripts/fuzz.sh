@@ -33,7 +33,7 @@ mkdir -p "$SCRATCH/bin"
 OBJECTS=()
 for m in Tensor SiT Tokenizer Formats Datasets CKernels CPNG; do OBJECTS+=("$DEBUG/$m.build"/*.o); done
 CFLAGS=()
-for map in Sources/CBLAS/module.modulemap Sources/CHDF5/module.modulemap Sources/CTurboJPEG/module.modulemap \
+for map in Sources/CBLAS/module.modulemap Sources/CDNNL/module.modulemap Sources/CHDF5/module.modulemap Sources/CTurboJPEG/module.modulemap \
            Sources/CZlib/module.modulemap "$DEBUG/CKernels.build/module.modulemap" "$DEBUG/CPNG.build/module.modulemap"; do
     CFLAGS+=(-Xcc "-fmodule-map-file=$map")
 done
@@ -41,7 +41,7 @@ for inc in Sources/CKernels/include Sources/CPNG/include; do CFLAGS+=(-Xcc -I -X
 # shellcheck disable=SC2046
 locked swiftc -sanitize=fuzzer,address -parse-as-library -O -g -module-name FuzzTargets \
     Fuzz/*.swift -I "$DEBUG/Modules" "${CFLAGS[@]}" $(pkg-config --cflags openblas hdf5) \
-    "${OBJECTS[@]}" $(pkg-config --libs openblas hdf5 libturbojpeg zlib) -lpng16 -lm -o "$BIN" 2>&1 \
+    "${OBJECTS[@]}" $(pkg-config --libs openblas hdf5 libturbojpeg zlib) -ldnnl -lgomp -lpng16 -lm -o "$BIN" 2>&1 \
     | { grep -v "Cannot export local symbol" || true; }   # gold's notes about ASan's local helpers
 
 # 3. Seeds: shipped files, the targets' own synthetic seeds, and earlier crashes.
