@@ -62,6 +62,20 @@ public final class ToPixel: Module {
             .permuted([0, 5, 1, 3, 2, 4])                        // (N, C, Gh, p, Gw, q)
             .reshaped([n, 3, g * p, g * p])                      // (N, 3, H, W)
     }
+
+    /// dL/dW of the linear layer (the decoder's `last_layer`, (p p 3, D)) from its input x
+    /// (N, T, D) and dL/d(image) (N, 3, H, W): the image gradient read back in the layer's
+    /// output order (the inverse of the unpatchify permutation), times x.
+    public func weightGradient(input x: Tensor, imageGradient g: Tensor) -> Tensor {
+        Autograd.noGrad {
+            let n = x.dim(0), t = x.dim(1), p = patchSize
+            let grid = Int(Double(t).squareRoot().rounded())
+            let gy = g.reshaped([n, 3, grid, p, grid, p])        // (N, C, Gh, p, Gw, q)
+                .permuted([0, 2, 4, 3, 5, 1])                    // (N, Gh, Gw, p, q, C)
+                .reshaped([n * t, 3 * p * p])
+            return matmul(gy, x.reshaped([n * t, x.dim(2)]), transposeA: true)   // (p p 3, D)
+        }
+    }
 }
 
 /// Official TimmViTDecoder: mask_token at every image position with cls + pos_embed, then the
@@ -86,13 +100,16 @@ public final class ViTDecoder: Module {
     }
 
     /// z: (N, L, D) (post_quant_conv output) -> images (N, 3, H, W)
-    public func callAsFunction(_ z: Tensor) -> Tensor {
+    public func callAsFunction(_ z: Tensor) -> Tensor { toPixel(features(z)) }
+
+    /// z: (N, L, D) -> the image tokens after the final norm (N, T, D), to_pixel's input.
+    public func features(_ z: Tensor) -> Tensor {
         let n = z.dim(0), t = model.spec.numPatches
         let masks = repeatBatch(maskToken, t)                               // (T, 1, D)
             .reshaped([1, t, model.spec.width])                             // (1, T, D)
         let x = model.withClassAndPositions(repeatBatch(masks, n))          // (N, 1 + T, D)
         let h = model.norm(model.runBlocks(concat([x, z + latentPosEmbed], axis: 1)))  // (N, 1 + T + L, D)
-        return toPixel(h.slice(axis: 1, 1..<(1 + t)))                       // (N, 3, H, W)
+        return h.slice(axis: 1, 1..<(1 + t))                                // (N, T, D)
     }
 }
 
@@ -103,7 +120,9 @@ public final class SoftVQModel: Module {
     public let quantConv: Linear
     public let decoder: ViTDecoder
     public let postQuantConv: Linear
-    public let quantizer: SoftVectorQuantizer
+    /// The posterior between quant_conv and post_quant_conv: SoftVQ, or a baseline of the
+    /// ablation (hard VQ, Gaussian); key `quantize`.
+    public let bottleneck: any LatentBottleneck
     /// False after `load(..., decoderOnly: true)`: the encoder's weights were never read.
     public private(set) var encoderLoaded = true
 
@@ -113,16 +132,30 @@ public final class SoftVQModel: Module {
         let enc = try config.encoderSpec, dec = try config.decoderSpec
         var f = ParameterFactory(initialization, layerScaleInit: Float(config.layerScaleInit ?? 1e-5))
         encoder = ViTEncoder(enc, latentTokens: config.numLatentTokens, tokenDrop: config.encTokenDrop > 0, &f)
-        quantConv = Linear(enc.width, config.codebookEmbedDim, &f)
+        let e = config.codebookEmbedDim
+        quantConv = Linear(enc.width, config.quantizer == .kl ? 2 * e : e, &f)
         decoder = ViTDecoder(dec, latentTokens: config.numLatentTokens, &f)
-        postQuantConv = Linear(config.codebookEmbedDim, dec.width, &f)
-        quantizer = SoftVectorQuantizer(config, &f)
+        postQuantConv = Linear(e, dec.width, &f)
+        bottleneck = makeBottleneck(config, &f)
+        precondition(bottleneck.inputDim == quantConv.outFeatures)
     }
 
-    /// Official state-dict order: encoder, quant_conv, decoder, post_quant_conv, quantize.
+    /// The soft quantizer of a SoftVQ tokenizer (the paper's model; a programming error on the
+    /// baselines, which have `bottleneck` only).
+    public var quantizer: SoftVectorQuantizer {
+        guard let q = bottleneck as? SoftVectorQuantizer else {
+            preconditionFailure("this tokenizer's posterior is \(bottleneck.kind.rawValue), not softvq")
+        }
+        return q
+    }
+
+    /// Official state-dict order: encoder, quant_conv, decoder, post_quant_conv, quantize (none
+    /// for the Gaussian, as the official KLModel).
     public var entries: [(String, ModuleEntry)] {
-        [("encoder", .module(encoder)), ("quant_conv", .module(quantConv)), ("decoder", .module(decoder)),
-         ("post_quant_conv", .module(postQuantConv)), ("quantize", .module(quantizer))]
+        var e: [(String, ModuleEntry)] = [("encoder", .module(encoder)), ("quant_conv", .module(quantConv)),
+                                          ("decoder", .module(decoder)), ("post_quant_conv", .module(postQuantConv))]
+        if !bottleneck.entries.isEmpty { e.append(("quantize", .module(bottleneck))) }
+        return e
     }
 
     public var imageSize: Int { config.imageSize }
@@ -164,12 +197,19 @@ public final class SoftVQModel: Module {
     }
 
     /// Images -> continuous latents z_q (N, L, E) (what SiT is trained on, before vq_mean /
-    /// vq_std normalisation).
-    public func latents(_ images: Tensor) throws -> Tensor { try quantize(try encode(images)).zq }
+    /// vq_std normalisation): the soft mixture, the nearest codewords or the Gaussian's mean.
+    public func latents(_ images: Tensor) throws -> Tensor { try bottleneck.latents(try encode(images)) }
 
-    /// Full forward: (reconstruction, quantizer output).
-    public func reconstruct(_ images: Tensor) throws -> (Tensor, QuantizerOutput) {
-        let q = try quantize(try encode(images))
+    /// Full forward: (reconstruction, bottleneck output), deterministic, without loss terms.
+    public func reconstruct(_ images: Tensor) throws -> (Tensor, BottleneckOutput) {
+        var rng = RandomGenerator(seed: 0)
+        return try reconstruct(images, training: false, rng: &rng)
+    }
+
+    /// Full forward; in training with the bottleneck's loss terms (and the Gaussian's sample
+    /// drawn from `rng`).
+    public func reconstruct(_ images: Tensor, training: Bool, rng: inout RandomGenerator) throws -> (Tensor, BottleneckOutput) {
+        let q = try bottleneck.forward(try encode(images), training: training, rng: &rng)
         return (try decode(q.zq), q)
     }
 
@@ -272,6 +312,16 @@ extension SoftVQModel {
         }
         if let s = shape("encoder.latent_tokens"), s.count == 3, s[1] != config.numLatentTokens {
             throw TokenizerError.checkpoint("\(name): \(s[1]) latent tokens in the weights but num_latent_tokens is \(config.numLatentTokens)")
+        }
+        let kind = config.quantizer
+        if kind != .softvq, file.entries["quantize.embedding"] != nil {
+            throw TokenizerError.checkpoint("\(name) holds a SoftVQ codebook but the config's quantizer is \(kind.rawValue)")
+        }
+        if kind == .softvq, file.entries["quantize.embedding.weight"] != nil {
+            throw TokenizerError.checkpoint("\(name) holds a hard-VQ codebook (quantize.embedding.weight); set softvq_swift.quantizer to \"vq\" in config.json")
+        }
+        if let s = shape("quantize.embedding.weight"), kind == .vq, s != [config.codebookSize, config.codebookEmbedDim] {
+            throw TokenizerError.checkpoint("\(name): codebook shape \(s) but the config gives (codebook_size \(config.codebookSize), codebook_embed_dim \(config.codebookEmbedDim))")
         }
         if let s = shape("quantize.embedding"), s.count == 3,
            s != [config.numCodebooks, config.codebookSize, config.codebookEmbedDim] {

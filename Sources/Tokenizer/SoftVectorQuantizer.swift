@@ -43,7 +43,7 @@ public struct QuantizerStats: Sendable, CustomStringConvertible {
     }
 }
 
-public final class SoftVectorQuantizer: Module {
+public final class SoftVectorQuantizer: LatentBottleneck {
     /// (B, K, E)
     public let embedding: Tensor
     /// (B, 65536): the last 65536 arg-max indices of each codebook seen in training (a float
@@ -108,17 +108,28 @@ public final class SoftVectorQuantizer: Module {
         return QuantizerOutput(zq: zq, logits: logits, probs: probs, tokens: z)
     }
 
+    public var kind: QuantizerKind { .softvq }
+    public var inputDim: Int { dim }
+
+    /// LatentBottleneck: the soft quantization, with the weighted entropy regulariser in training.
+    public func forward(_ h: Tensor, training: Bool, rng: inout RandomGenerator) throws -> BottleneckOutput {
+        let q = try self(h)
+        let losses: [(name: String, value: Tensor)] = training && entropyLossRatio != 0 ? [("entropy", weightedEntropyLoss(q))] : []
+        return BottleneckOutput(zq: q.zq, losses: losses, soft: q)
+    }
+
     /// The official regulariser on raw logits (B, R, K): with q = softmax(logits / 0.01),
     /// mean_rows H(q) - H(mean_rows q) (1e-6 inside the last log), rows of all codebooks pooled.
     /// Not multiplied by entropy_loss_ratio.
-    public static func entropyLoss(logits: Tensor, temperature: Float = 0.01) -> Tensor {
+    /// (The hard VQ's version of the official code puts 1e-5 in the last log: `eps`.)
+    public static func entropyLoss(logits: Tensor, temperature: Float = 0.01, eps: Float = 1e-6) -> Tensor {
         let k = logits.dim(-1)
         let flat = logits.reshaped([-1, k]) / temperature      // (R, K)
         let p = flat.softmax()
         let logp = flat.logSoftmax()
         let sampleEntropy = -((p * logp).sum(axes: [1]).mean()) // ()
         let avg = p.mean(axes: [0])                             // (K)
-        let avgEntropy = -((avg * (avg + 1e-6).log()).sum())   // ()
+        let avgEntropy = -((avg * (avg + eps).log()).sum())   // ()
         return sampleEntropy - avgEntropy
     }
 
@@ -126,6 +137,12 @@ public final class SoftVectorQuantizer: Module {
     public func weightedEntropyLoss(_ out: QuantizerOutput) -> Tensor {
         Self.entropyLoss(logits: out.logits) * entropyLossRatio
     }
+
+    /// Pushes a training batch's arg-max indices into the history (LatentBottleneck).
+    public func recordUsage(_ out: BottleneckOutput) { if let soft = out.soft { recordUsage(soft) } }
+
+    /// Usage statistics of a bottleneck output (LatentBottleneck).
+    public func stats(_ out: BottleneckOutput) -> QuantizerStats? { out.soft.map { stats($0) } }
 
     /// Pushes this batch's arg-max indices into the `codebook_used` history (training only).
     /// The official code means to do this but shifts by the number of codebooks instead of the

@@ -119,6 +119,11 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
     public var repaAlign: String
     public var vqMean: Double
     public var vqStd: Double
+    /// commit_loss_beta (hard VQ's commitment weight) and kl_loss_weight (the Gaussian's).
+    public var commitLossBeta: Double
+    public var klLossWeight: Double
+    /// The posterior (ours, in `softvq_swift`; the official code picks it by model class).
+    public var quantizer: QuantizerKind
     // Our extra keys (nil: derived from the model names).
     public var encEmbedDim: Int?
     public var encDepth: Int?
@@ -143,6 +148,7 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         encTokenDrop = 0; decClsToken = true; useApe = true; useRope = false
         repa = false; repaModel = "vit_large_patch14_dinov2.lvd142m"; repaPatchSize = 16; repaProjDim = 1024
         repaLossWeight = 0.1; repaAlign = "repeat"; vqMean = 0; vqStd = 1
+        commitLossBeta = 0; klLossWeight = 1e-6; quantizer = .softvq
         raw = [:]
         raw = Self.officialDefaults
     }
@@ -211,6 +217,13 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         decEmbedDim = try optInt("dec_embed_dim"); decDepth = try optInt("dec_depth")
         decNumHeads = try optInt("dec_num_heads"); decMlpRatio = try optDbl("dec_mlp_ratio")
         layerScaleInit = try optDbl("layer_scale_init")
+        commitLossBeta = try dbl("commit_loss_beta", 0.25)
+        klLossWeight = try dbl("kl_loss_weight", 1e-6)
+        let kind = try swiftFields.string("quantizer", "softvq")
+        guard let q = QuantizerKind(rawValue: kind) else {
+            throw TokenizerError.config("\(file): unknown quantizer '\(kind)' (softvq, vq or kl)")
+        }
+        quantizer = q
     }
 
     /// The raw fields with every typed field written over them (what config.json will hold).
@@ -230,6 +243,7 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         j["repa"] = .bool(repa); j["repa_model"] = .string(repaModel); j["repa_patch_size"] = .int(repaPatchSize)
         j["repa_proj_dim"] = .int(repaProjDim); j["repa_loss_weight"] = .double(repaLossWeight)
         j["repa_align"] = .string(repaAlign); j["vq_mean"] = .double(vqMean); j["vq_std"] = .double(vqStd)
+        j["commit_loss_beta"] = .double(commitLossBeta); j["kl_loss_weight"] = .double(klLossWeight)
         var block: [String: JSONValue] = [:]
         if case let .object(b)? = raw[Self.swiftBlockKey] { block = b }
         func put(_ k: String, _ v: Int?) { j[k] = nil; block[k] = v.map { .int($0) } }
@@ -239,6 +253,8 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         put("dec_embed_dim", decEmbedDim); put("dec_depth", decDepth); put("dec_num_heads", decNumHeads)
         putD("dec_mlp_ratio", decMlpRatio)
         putD("layer_scale_init", layerScaleInit)
+        j["quantizer"] = nil
+        block["quantizer"] = quantizer == .softvq ? nil : .string(quantizer.rawValue)
         j[Self.swiftBlockKey] = block.isEmpty ? nil : .object(block)
         return j
     }
@@ -351,10 +367,16 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
             let we = Double(enc.width), wd = Double(dec.width), pixels = 3 * Double(dec.patchSize) * Double(dec.patchSize)
             let encoderExtra = 2 * l * we + (encTokenDrop > 0 ? we : 0)
             let decoderExtra = wd + l * wd + (wd * pixels + pixels)
-            let convs = (we * e + e) + (e * wd + wd)
-            let quantizer = Double(numCodebooks) * Double(codebookSize) * e
-                + (codebookShowUsage ? Double(numCodebooks) * Double(SoftVectorQuantizer.historyLength) : 0)
-            return vit(enc) + encoderExtra + vit(dec) + decoderExtra + convs + quantizer
+            let h = quantizer == .kl ? 2 * e : e
+            let convs = (we * h + h) + (e * wd + wd)
+            let history = codebookShowUsage ? Double(SoftVectorQuantizer.historyLength) : 0
+            let bottleneck: Double
+            switch quantizer {
+            case .softvq: bottleneck = Double(numCodebooks) * (Double(codebookSize) * e + history)
+            case .vq: bottleneck = Double(codebookSize) * e + history
+            case .kl: bottleneck = 0
+            }
+            return vit(enc) + encoderExtra + vit(dec) + decoderExtra + convs + bottleneck
         }
     }
 
@@ -381,6 +403,7 @@ public struct TokenizerConfig: Codable, Equatable, Sendable {
         }
         guard tau > 0, tau.isFinite else { throw TokenizerError.config("tau must be positive, got \(tau)") }
         for (field, value) in [("entropy_loss_ratio", entropyLossRatio), ("vq_mean", vqMean), ("vq_std", vqStd),
+                               ("commit_loss_beta", commitLossBeta), ("kl_loss_weight", klLossWeight),
                                ("layer_scale_init", layerScaleInit ?? 0)] where !value.isFinite {
             throw TokenizerError.config("\(field) must be a finite number, got \(value)")
         }

@@ -34,7 +34,55 @@ public struct TokenizerLosses: Sendable, CustomStringConvertible {
 public struct TokenizerForward {
     public let images: Tensor
     public let reconstruction: Tensor
-    public let quantized: QuantizerOutput
+    public let quantized: BottleneckOutput
+}
+
+/// The perceptual term of the official VQLoss: `weight * min(1, global_step / warmup)` times
+/// the mean perceptual distance between the images and their reconstruction.
+public struct PerceptualTerm {
+    public var name: String
+    public var weight: Float
+    /// perceptual_warmup (nil: full weight from the first step).
+    public var warmup: Int?
+    /// (reconstruction on the tape, target images) -> scalar mean distance.
+    public var distance: (Tensor, Tensor) -> Tensor
+
+    public init(name: String, weight: Float, warmup: Int?, distance: @escaping (Tensor, Tensor) -> Tensor) {
+        self.name = name; self.weight = weight; self.warmup = warmup; self.distance = distance
+    }
+
+    /// The weight at `globalStep` (the official code counts steps from 1).
+    public func weight(at globalStep: Int) -> Float {
+        guard let warmup, warmup > 0 else { return weight }
+        return Swift.min(1, Float(globalStep) / Float(warmup)) * weight
+    }
+}
+
+/// The adversarial half of the official VQLoss, as the trainer drives it: a generator loss on
+/// the reconstruction (through the discriminator) and a discriminator update on real and
+/// reconstructed images. Steps are the official `global_step` (completed steps + 1).
+public protocol AdversarialObjective: AnyObject {
+    /// disc_start: the adversarial terms are off (weight 0) before this global step.
+    var discStart: Int { get }
+    /// disc_weight.
+    var discWeight: Float { get }
+    /// disc_adaptive_weight: scale the generator loss by the gradient-norm ratio at the
+    /// decoder's last layer.
+    var adaptiveWeight: Bool { get }
+    /// The generator loss (hinge: -mean D(aug(x_hat))) on the tape, unweighted.
+    func generatorLoss(reconstruction: Tensor, globalStep: Int) throws -> Tensor
+    /// One discriminator update on real and (detached) reconstructed images; logged values.
+    func discriminatorStep(real: Tensor, fake: Tensor, globalStep: Int) throws -> [String: Float]
+    /// Writes / reads the discriminator's weights, optimizer and statistics in `folder`.
+    func save(into folder: String) throws
+    func restore(from folder: String) throws
+}
+
+/// The official adaptive weight: |grad_W nll| / (|grad_W adv| + 1e-4), clamped to [0, 1e4],
+/// W the decoder's last layer.
+public func adaptiveGeneratorWeight(nll: Tensor, adversarial: Tensor) -> Float {
+    func norm(_ t: Tensor) -> Double { (0..<t.count).reduce(0.0) { $0 + Double(t.pointer[$1]) * Double(t.pointer[$1]) }.squareRoot() }
+    return Float(Swift.min(Swift.max(norm(nll) / (norm(adversarial) + 1e-4), 0), 1e4))
 }
 
 /// Owns the optimiser state of tokenizer training and runs one step at a time.
@@ -48,16 +96,21 @@ public final class TokenizerTrainer {
     public var reconstructionLoss: ReconstructionLoss
     public var maxGradNorm: Float
     public var schedule: LRSchedule
-    /// Additional differentiable loss terms (e.g. perceptual, adversarial), added to the total.
+    /// The perceptual term (off when nil).
+    public var perceptual: PerceptualTerm?
+    /// The adversarial terms (off when nil).
+    public var adversarial: AdversarialObjective?
+    /// Seed of the Gaussian posterior's samples (stream = step).
+    public var seed: UInt64 = 0
+    /// Additional differentiable loss terms, added to the total.
     public var extraLosses: [(name: String, weight: Float, term: (TokenizerForward) throws -> Tensor)] = []
-    /// Called after backward and before clipping (e.g. to step a second optimiser of a
-    /// discriminator that owns other parameters).
+    /// Called after backward and before clipping.
     public var afterBackward: ((TokenizerForward) throws -> Void)?
     /// Called after `afterBackward` and before clipping with the parameters whose gradients
     /// the step uses (data-parallel training sums the ranks' gradients here).
     public var reduceGradients: (([Tensor]) throws -> Void)?
     public internal(set) var step = 0
-    /// Codebook usage of the last step's batch (for logging).
+    /// Codebook usage of the last step's batch (for logging; nil for the Gaussian).
     public internal(set) var lastUsage: QuantizerStats?
 
     public init(model: SoftVQModel, lr: Float = 1e-4, betas: (Float, Float) = (0.9, 0.95), weightDecay: Float = 1e-4,
@@ -91,52 +144,104 @@ public final class TokenizerTrainer {
         }
     }
 
-    /// Builds the total loss on the tape (no backward): useful for gradient checks.
-    public func lossGraph(_ images: Tensor) throws -> (Tensor, TokenizerLosses, TokenizerForward) {
-        let (rec, q) = try model.reconstruct(images)
+    /// The tokenizer's forward on the tape: (reconstruction, decoder features at the input of
+    /// the last layer (N, T, D), bottleneck output).
+    func forward(_ images: Tensor) throws -> (Tensor, Tensor, BottleneckOutput) {
+        var rng = RandomGenerator(seed: seed, stream: 3_000_000 + UInt64(step))
+        let q = try model.bottleneck.forward(try model.encode(images), training: true, rng: &rng)
+        let features = model.decoder.features(model.postQuantConv(q.zq))
+        return (model.decoder.toPixel(features), features, q)
+    }
+
+    /// The loss of one batch and, by backward, every gradient. The image-space terms
+    /// (reconstruction, perceptual, adversarial) are evaluated on a detached copy of the
+    /// reconstruction, so their gradients with respect to it are known separately (the
+    /// adaptive weight compares two of them at the decoder's last layer); their weighted sum
+    /// then flows through the tokenizer in one backward pass with the other terms.
+    func backward(_ images: Tensor) throws -> (TokenizerLosses, TokenizerForward) {
+        let (rec, features, q) = try forward(images)
         let fwd = TokenizerForward(images: images, reconstruction: rec, quantized: q)
+        let globalStep = step + 1
         var stats = TokenizerLosses()
-        let recLoss = Self.reconstruction(rec, images, reconstructionLoss)
-        var total = recLoss
-        stats.reconstruction = recLoss.item
-        if model.quantizer.entropyLossRatio != 0 {
-            let e = model.quantizer.weightedEntropyLoss(q)
-            stats.entropy = e.item
-            total = total + e
+        let probe = rec.detached()
+        probe.requiresGrad = true
+        // nll = reconstruction + perceptual (the official `nll_loss`).
+        var nll = Self.reconstruction(probe, images, reconstructionLoss)
+        stats.reconstruction = nll.item
+        if let perceptual {
+            let w = perceptual.weight(at: globalStep)
+            let p = perceptual.distance(probe, images) * w
+            stats.extra[perceptual.name] = p.item
+            nll = nll + p
+        }
+        nll.backward()
+        var imageGradient = probe.grad!
+        probe.grad = nil
+        var total = nll.item
+        if let adversarial, globalStep >= adversarial.discStart {
+            let g = try adversarial.generatorLoss(reconstruction: probe, globalStep: globalStep)
+            g.backward()
+            let advGradient = probe.grad!
+            probe.grad = nil
+            var w = adversarial.discWeight
+            if adversarial.adaptiveWeight {
+                let a = adaptiveGeneratorWeight(nll: model.decoder.toPixel.weightGradient(input: features, imageGradient: imageGradient),
+                                                adversarial: model.decoder.toPixel.weightGradient(input: features, imageGradient: advGradient))
+                stats.extra["adaptive_weight"] = a
+                w *= a
+            }
+            stats.extra["generator_adv"] = g.item * w
+            total += g.item * w
+            imageGradient = Autograd.noGrad { imageGradient + advGradient * w }
+        }
+        var graph = (rec * imageGradient).sum()
+        for (name, value) in q.losses {
+            stats.extra[name] = value.item
+            if name == "entropy" { stats.entropy = value.item }
+            total += value.item
+            graph = graph + value
         }
         if let repa {
             let r = try repa.loss(images: images, zq: q.zq)
             stats.repa = r.item
-            total = total + r
+            total += r.item
+            graph = graph + r
         }
         for (name, w, term) in extraLosses {
             let t = try term(fwd) * w
             stats.extra[name] = t.item
-            total = total + t
+            total += t.item
+            graph = graph + t
         }
-        stats.total = total.item
-        return (total, stats, fwd)
+        stats.total = total
+        graph.backward()
+        return (stats, fwd)
     }
 
-    /// One optimisation step on a batch of images (N, 3, H, W) in [-1, 1].
+    /// One optimisation step on a batch of images (N, 3, H, W) in [-1, 1]: the tokenizer's
+    /// update, then (with an adversarial objective past disc_start) the discriminator's on the
+    /// same batch and the reconstruction made before the update, as the official loop.
     @discardableResult
     public func trainStep(_ images: Tensor) throws -> TokenizerLosses {
         try model.checkImages(images)
         model.zeroGrad()
         repa?.projection.zeroGrad()
-        let (total, s, fwd) = try lossGraph(images)
-        var stats = s
-        total.backward()
+        var (stats, fwd) = try backward(images)
         try afterBackward?(fwd)
         try reduceGradients?(optimizer.parameters.compactMap { $0.1.grad == nil ? nil : $0.1 })
-        model.quantizer.recordUsage(fwd.quantized)
-        lastUsage = model.quantizer.stats(fwd.quantized)
+        model.bottleneck.recordUsage(fwd.quantized)
+        lastUsage = model.bottleneck.stats(fwd.quantized)
         stats.gradNorm = gradientNorm(optimizer.parameters)
         optimizer.lr = schedule.lr(at: step)
         Autograd.noGrad { optimizer.update(gradientScale: clipCoefficient(norm: stats.gradNorm, maxNorm: maxGradNorm)) }
+        if let adversarial, step + 1 >= adversarial.discStart {
+            let d = try adversarial.discriminatorStep(real: images, fake: fwd.reconstruction.detached(), globalStep: step + 1)
+            for (k, v) in d { stats.extra["disc_" + k] = v }
+        }
         if let ema {
             EMA.update(ema, from: model, decay: EMA.warmedUp(emaDecay, updates: step))
-            if let a = ema.quantizer.codebookUsed, let b = model.quantizer.codebookUsed { a.assign(b) }
+            if let a = ema.namedTensors().first(where: { $0.0 == "quantize.codebook_used" })?.1,
+               let b = model.namedTensors().first(where: { $0.0 == "quantize.codebook_used" })?.1 { a.assign(b) }
         }
         step += 1
         return stats
@@ -154,6 +259,7 @@ extension TokenizerTrainer {
         let training = try trainingFiles(of: folder, creating: true)
         try model.save(to: training + "/train-model.safetensors")
         try optimizer.save(to: training + "/optimizer.safetensors")
+        try adversarial?.save(into: training)
     }
 
     /// Continues from `step` with tensors set by other means (another process sent them).
@@ -166,6 +272,7 @@ extension TokenizerTrainer {
         try model.load(from: SafeTensorsFile(path: training + "/train-model.safetensors"))
         try ema?.load(from: SafeTensorsFile(path: folder + "/model.safetensors"))
         try optimizer.load(from: training + "/optimizer.safetensors")
+        try adversarial?.restore(from: training)
         self.step = step
     }
 }

@@ -11,7 +11,7 @@ final class GradientTests: XCTestCase {
         let model = try Fixtures.tinyModel()
         let x = try Fixtures.io().tensor("x")
         func loss() throws -> Tensor {
-            let (rec, q) = try model.reconstruct(x)
+            let (rec, out) = try model.reconstruct(x); let q = out.soft!
             let r = (rec - x).square().mean()
             return r + SoftVectorQuantizer.entropyLoss(logits: q.logits) * 0.05
         }
