@@ -14,7 +14,7 @@ public final class GaussianPosterior: LatentBottleneck {
     public let dim: Int
     public let klWeight: Float
 
-    init(_ config: TokenizerConfig) {
+    public init(_ config: TokenizerConfig) {
         dim = config.codebookEmbedDim
         klWeight = Float(config.klLossWeight)
     }
@@ -30,17 +30,22 @@ public final class GaussianPosterior: LatentBottleneck {
         guard h.rank == 3, h.dim(2) == 2 * dim else {
             throw TokenizerError.badInput("posterior input must be (batch, tokens, \(2 * dim)), got \(h.shape)")
         }
-        let n = h.dim(0)
-        let mean = h.slice(axis: 2, 0..<dim)                                // (N, L, E)
-        guard training else { return BottleneckOutput(zq: mean, losses: []) }
-        let logvar = h.slice(axis: 2, dim..<(2 * dim)).clamped(min: -30, max: 20)
-        let std = (logvar * 0.5).exp()
-        let noise = Tensor(uninitialized: mean.shape)
+        guard training else { return BottleneckOutput(zq: h.slice(axis: 2, 0..<dim), losses: []) }
+        let noise = Tensor(uninitialized: [h.dim(0), h.dim(1), dim])
         for i in 0..<noise.count { noise.pointer[i] = Float(rng.normal()) }
-        let z = mean + std * noise
-        // 0.5 sum(mean^2 + var - 1 - logvar) per image, summed then / N.
-        let kl = ((mean.square() + logvar.exp() - 1 - logvar).sum() * 0.5) / Float(n)
+        let (z, kl) = sample(h, noise: noise)
         return BottleneckOutput(zq: z, losses: [("kl", kl * klWeight)])
+    }
+
+    /// The reparameterised sample mean + exp(logvar / 2) * noise (N, L, E) and the unweighted
+    /// KL to N(0, I): 0.5 sum(mean^2 + var - 1 - logvar) over tokens and channels, summed
+    /// over images and divided by N (the official `kl_loss`).
+    public func sample(_ h: Tensor, noise: Tensor) -> (Tensor, Tensor) {
+        let mean = h.slice(axis: 2, 0..<dim)                                // (N, L, E)
+        let logvar = h.slice(axis: 2, dim..<(2 * dim)).clamped(min: -30, max: 20)
+        let z = mean + (logvar * 0.5).exp() * noise
+        let kl = ((mean.square() + logvar.exp() - 1 - logvar).sum() * 0.5) / Float(h.dim(0))
+        return (z, kl)
     }
 
     public func recordUsage(_ out: BottleneckOutput) {}

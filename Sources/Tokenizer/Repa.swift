@@ -29,8 +29,49 @@ public final class RepaProjector: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor { l4(l2(l0(x).silu()).silu()) }
 }
 
+/// A frozen network whose features the latent tokens are aligned to.
+public protocol AlignmentTeacher: AnyObject {
+    /// What it is, for logs and model cards.
+    var name: String { get }
+    /// Width Dz of its features.
+    var featureDim: Int { get }
+    /// Features (N, T, Dz) of images (N, 3, H, W) in [-1, 1], without gradients.
+    func features(_ images: Tensor) -> Tensor
+}
+
+/// A frozen timm-layout ViT (DINOv2 in the official recipe): its patch tokens.
+public final class ViTTeacher: AlignmentTeacher {
+    public let model: VisionTransformer
+    public let name: String
+
+    public init(_ model: VisionTransformer, name: String) {
+        self.model = model
+        self.name = name
+        for (_, t) in model.namedTensors() { t.requiresGrad = false }
+    }
+
+    public var featureDim: Int { model.spec.width }
+
+    /// Mapped to [0, 1], ImageNet mean/std normalised, forward_features, class token dropped.
+    public func features(_ images: Tensor) -> Tensor {
+        Autograd.noGrad {
+            let x = images.copy()
+            let (n, c, hw) = (x.dim(0), x.dim(1), x.dim(2) * x.dim(3))
+            let mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225]
+            for i in 0..<n {
+                for ch in 0..<c {
+                    let p = x.pointer + (i * c + ch) * hw
+                    for j in 0..<hw { p[j] = ((p[j] + 1) * 0.5 - mean[ch]) / std[ch] }
+                }
+            }
+            let f = model.forwardFeatures(x)                        // (N, 1 + T, Dz)
+            return f.slice(axis: 1, 1..<f.dim(1)).copy()            // (N, T, Dz)
+        }
+    }
+}
+
 /// Representation alignment: negative cosine similarity between the projected latent tokens
-/// and the patch features of a frozen ViT (DINOv2 in the official recipe).
+/// and the features of a frozen teacher (DINOv2's patch tokens in the official recipe).
 public final class RepaAligner {
     public enum Alignment: String, Sendable {
         /// Each projected token repeated T / L times along the sequence, compared per patch.
@@ -39,17 +80,26 @@ public final class RepaAligner {
         case global
     }
 
-    public let teacher: VisionTransformer
+    public let teacher: any AlignmentTeacher
     public let projection: RepaProjector
     public let alignment: Alignment
     public let weight: Float
 
-    public init(teacher: VisionTransformer, projection: RepaProjector, alignment: Alignment, weight: Float) {
+    public init(teacher: any AlignmentTeacher, projection: RepaProjector, alignment: Alignment, weight: Float) {
         self.teacher = teacher
         self.projection = projection
         self.alignment = alignment
         self.weight = weight
-        for (_, t) in teacher.namedTensors() { t.requiresGrad = false }
+    }
+
+    /// An aligner for `config` (codebook dim, repa_proj_dim, repa_align, repa_loss_weight)
+    /// with a fresh projector drawn from `seed`.
+    public convenience init(teacher: any AlignmentTeacher, config: TokenizerConfig, seed: UInt64 = 1) throws {
+        guard let align = Alignment(rawValue: config.repaAlign) else {
+            throw TokenizerError.unsupported("repa_align '\(config.repaAlign)': only 'repeat' and 'global' are implemented")
+        }
+        let proj = RepaProjector(inDim: config.codebookEmbedDim, hidden: config.repaProjDim, outDim: teacher.featureDim, seed: seed)
+        self.init(teacher: teacher, projection: proj, alignment: align, weight: Float(config.repaLossWeight))
     }
 
     /// Builds the aligner from a frozen ViT in safetensors (timm key names, optionally under
@@ -83,34 +133,12 @@ public final class RepaAligner {
         } catch let e as CheckpointError {
             throw TokenizerError.checkpoint(e.description)
         }
-        guard let align = Alignment(rawValue: config.repaAlign) else {
-            throw TokenizerError.unsupported("repa_align '\(config.repaAlign)': only 'repeat' and 'global' are implemented")
-        }
-        let proj = RepaProjector(inDim: config.codebookEmbedDim, hidden: config.repaProjDim, outDim: width, seed: seed)
-        return RepaAligner(teacher: teacher, projection: proj, alignment: align, weight: Float(config.repaLossWeight))
-    }
-
-    /// Teacher patch features (N, T, Dz) of images in [-1, 1]: mapped to [0, 1], ImageNet
-    /// mean/std normalised, forward_features, class token dropped. No gradients.
-    public func teacherFeatures(_ images: Tensor) -> Tensor {
-        Autograd.noGrad {
-            let x = images.copy()
-            let (n, c, hw) = (x.dim(0), x.dim(1), x.dim(2) * x.dim(3))
-            let mean: [Float] = [0.485, 0.456, 0.406], std: [Float] = [0.229, 0.224, 0.225]
-            for i in 0..<n {
-                for ch in 0..<c {
-                    let p = x.pointer + (i * c + ch) * hw
-                    for j in 0..<hw { p[j] = ((p[j] + 1) * 0.5 - mean[ch]) / std[ch] }
-                }
-            }
-            let f = teacher.forwardFeatures(x)                      // (N, 1 + T, Dz)
-            return f.slice(axis: 1, 1..<f.dim(1)).copy()            // (N, T, Dz)
-        }
+        return try RepaAligner(teacher: ViTTeacher(teacher, name: name), config: config, seed: seed)
     }
 
     /// weight * mean over images and positions of -cos(teacher feature, projected token).
     public func loss(images: Tensor, zq: Tensor) throws -> Tensor {
-        let z = teacherFeatures(images)                             // (N, T, Dz)
+        let z = teacher.features(images)                            // (N, T, Dz)
         var zHat = projection(zq)                                   // (N, L, Dz)
         var target = z
         switch alignment {

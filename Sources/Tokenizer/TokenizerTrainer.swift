@@ -259,6 +259,7 @@ extension TokenizerTrainer {
         let training = try trainingFiles(of: folder, creating: true)
         try model.save(to: training + "/train-model.safetensors")
         try optimizer.save(to: training + "/optimizer.safetensors")
+        try repa?.projection.save(to: training + "/projection.safetensors")
         try adversarial?.save(into: training)
     }
 
@@ -272,6 +273,7 @@ extension TokenizerTrainer {
         try model.load(from: SafeTensorsFile(path: training + "/train-model.safetensors"))
         try ema?.load(from: SafeTensorsFile(path: folder + "/model.safetensors"))
         try optimizer.load(from: training + "/optimizer.safetensors")
+        try repa?.projection.load(from: SafeTensorsFile(path: training + "/projection.safetensors"))
         try adversarial?.restore(from: training)
         self.step = step
     }

@@ -22,7 +22,7 @@ public final class VectorQuantizer: LatentBottleneck {
     public let entropyLossRatio: Float
     public static let historyLength = 65536
 
-    init(_ config: TokenizerConfig, _ f: inout ParameterFactory) {
+    public init(_ config: TokenizerConfig, _ f: inout ParameterFactory) {
         codebookSize = config.codebookSize
         dim = config.codebookEmbedDim
         l2Norm = config.codebookL2Norm

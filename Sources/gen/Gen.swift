@@ -17,7 +17,7 @@ struct Gen: ParsableCommand {
           gen train --cache runs/latents.h5 --tokenizer runs/tok --out runs/sit
           gen sample --sit runs/sit --tokenizer runs/tok --out runs/samples
         """,
-        subcommands: [TrainTokenizer.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
+        subcommands: [TrainTokenizer.self, Ablate.self, Precompute.self, Train.self, Sample.self, Reconstruct.self, Eval.self,
                       TrainClassifier.self, Info.self, PlotRuns.self, Convert.self, Export.self, Init.self, Bench.self]
     )
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Pipeline
+import Tokenizer
 
 struct TrainTokenizer: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,6 +15,7 @@ struct TrainTokenizer: ParsableCommand {
 
     @OptionGroup var compute: ComputeOptions
     @OptionGroup var precision: PrecisionOptions
+    @OptionGroup(title: "Recipe (the official VQLoss terms, the ablation's posteriors, alignment)") var recipe: RecipeOptions
     @Option(help: "fashion-mnist, fashion-mnist:test, or an image folder root/<class>/<image>.") var dataset = "fashion-mnist"
     @Option(help: "Tokenizer preset (fashion32, fashion32-small, softvq-b-64, ...).") var preset = "fashion32"
     @Option(name: [.customShort("o"), .customLong("out")], help: "Output run folder.") var out: String
@@ -47,6 +49,7 @@ struct TrainTokenizer: ParsableCommand {
         try require(codebookSize, "--codebook-size", in: 1...1_048_576)
         try require(codebookDim, "--codebook-dim", in: 1...4096)
         try require(limit, "--limit", in: Limits.images)
+        try recipe.check()
         try validateTrainingLoop(steps: steps, batchSize: batchSize, lr: lr, warmup: warmup, emaDecay: emaDecay,
                                  saveEvery: saveEvery, logEvery: logEvery, stopAfter: stopAfter, resume: resume, overwrite: overwrite)
     }
@@ -59,10 +62,71 @@ struct TrainTokenizer: ParsableCommand {
         o.saveEvery = saveEvery; o.logEvery = logEvery
         o.width = width; o.depth = depth; o.heads = heads; o.tokens = tokens; o.codebooks = codebooks
         o.codebookSize = codebookSize; o.codebookDim = codebookDim
+        o.recipe = recipe.recipe
         try userFacing {
             let job = try TokenizerTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite, precision: precision.precision)
             job.command = commandLine()
             try job.run(stopAfter: stopAfter)
         }
+    }
+}
+
+extension QuantizerKind: ExpressibleByArgument {}
+
+/// The recipe's options of `gen train-tokenizer` (recorded in the run; --resume keeps them).
+struct RecipeOptions: ParsableArguments {
+    @Option(help: "Posterior: softvq (the paper's), vq (hard, straight-through) or kl (Gaussian), for the ablation.") var quantizer: QuantizerKind = .softvq
+    @Option(name: .customLong("commit-beta"), parsing: .unconditional, help: "Commitment weight of --quantizer vq (commit_loss_beta).") var commitBeta: Double = 0.25
+    @Option(name: .customLong("kl-weight"), parsing: .unconditional, help: "KL weight of --quantizer kl (kl_loss_weight).") var klWeight: Double = 1e-6
+    @Option(help: ArgumentHelp("Perceptual loss network: an LPIPS weights file (safetensors, official keys; see docs/perceptual-loss.md), a ViT in safetensors, or a gen train-classifier folder (its conv features).")) var perceptual: String?
+    @Option(name: .customLong("perceptual-weight"), parsing: .unconditional, help: "Weight of the perceptual loss.") var perceptualWeight: Float = 1
+    @Option(name: .customLong("perceptual-warmup"), parsing: .unconditional, help: "Ramp the perceptual weight up linearly over N steps.") var perceptualWarmup: Int?
+    @Option(name: .customLong("disc-weight"), parsing: .unconditional, help: "Adversarial (PatchGAN) loss weight; 0 = off.") var discWeight: Float = 0
+    @Option(name: .customLong("disc-start"), parsing: .unconditional, help: "Step at which the discriminator and its loss start.") var discStart = 0
+    @Option(name: .customLong("disc-loss"), help: "Discriminator loss: hinge, vanilla or non-saturating.") var discLoss = "hinge"
+    @Option(name: .customLong("gen-loss"), help: "Generator adversarial loss: hinge or non-saturating.") var genLoss = "hinge"
+    @Option(name: .customLong("disc-dim"), parsing: .unconditional, help: "PatchGAN base channels (ndf).") var discDim = 64
+    @Option(name: .customLong("disc-layers"), parsing: .unconditional, help: "PatchGAN stride-2 layers (n_layers).") var discLayers = 3
+    @Option(name: .customLong("lecam-weight"), parsing: .unconditional, help: "LeCAM regularization weight (off when not given).") var lecamWeight: Float?
+    @Option(name: .customLong("disc-cr-weight"), parsing: .unconditional, help: "Consistency-regularization weight of the discriminator.") var crWeight: Float = 0
+    @Flag(name: .customLong("no-diff-augment"), help: "Do not apply DiffAugment (color, translation, cutout) before the discriminator.") var noDiffAugment = false
+    @Flag(name: .customLong("no-adaptive-weight"), help: "Use --disc-weight as is, without the gradient-norm ratio at the decoder's last layer.") var noAdaptiveWeight = false
+    @Option(name: .customLong("align-teacher"), help: "Align the latent tokens to a frozen teacher: a ViT in safetensors (DINOv2 layout) or a gen train-classifier folder.") var alignTeacher: String?
+    @Option(name: .customLong("align-weight"), parsing: .unconditional, help: "Weight of the alignment loss (repa_loss_weight).") var alignWeight: Float = 0.1
+    @Option(help: "Alignment: repeat (each token against its patches) or global (mean token against mean feature).") var align = "repeat"
+    @Option(name: .customLong("align-proj-dim"), parsing: .unconditional, help: "Hidden width of the alignment projector (repa_proj_dim).") var alignProjDim = 256
+
+    func check() throws {
+        for (name, v) in [("--commit-beta", commitBeta), ("--kl-weight", klWeight), ("--perceptual-weight", Double(perceptualWeight)),
+                          ("--disc-weight", Double(discWeight)), ("--disc-cr-weight", Double(crWeight)),
+                          ("--align-weight", Double(alignWeight)), ("--lecam-weight", Double(lecamWeight ?? 0))]
+        where !(v.isFinite && v >= 0 && v <= 1e6) {
+            throw ValidationError("\(name) must be a number between 0 and 1e6, got \(v).")
+        }
+        try require(perceptualWarmup, "--perceptual-warmup", in: 0...100_000_000)
+        try require(discStart, "--disc-start", in: 0...100_000_000)
+        try require(discDim, "--disc-dim", in: 1...1024)
+        try require(discLayers, "--disc-layers", in: 1...6)
+        try require(alignProjDim, "--align-proj-dim", in: 1...65536)
+        guard ["hinge", "vanilla", "non-saturating"].contains(discLoss) else {
+            throw ValidationError("--disc-loss must be hinge, vanilla or non-saturating, got '\(discLoss)'.")
+        }
+        guard ["hinge", "non-saturating"].contains(genLoss) else {
+            throw ValidationError("--gen-loss must be hinge or non-saturating, got '\(genLoss)'.")
+        }
+        guard ["repeat", "global"].contains(align) else {
+            throw ValidationError("--align must be repeat or global, got '\(align)'.")
+        }
+    }
+
+    var recipe: TokenizerRecipe {
+        var r = TokenizerRecipe()
+        r.quantizer = quantizer; r.commitBeta = commitBeta; r.klWeight = klWeight
+        r.perceptual = perceptual; r.perceptualWeight = perceptualWeight; r.perceptualWarmup = perceptualWarmup
+        r.discWeight = discWeight; r.discStart = discStart; r.discLoss = discLoss; r.genLoss = genLoss
+        r.discDim = discDim; r.discLayers = discLayers; r.lecamWeight = lecamWeight; r.crWeight = crWeight
+        r.diffAugment = !noDiffAugment; r.adaptiveWeight = !noAdaptiveWeight
+        r.alignTeacher = alignTeacher; r.alignWeight = alignWeight; r.align = align; r.alignProjectorWidth = alignProjDim
+        return r
     }
 }

@@ -72,8 +72,8 @@ final class TrainingTests: XCTestCase {
         let path = dir + "/teacher.safetensors"
         try writeSafeTensors(vit.namedTensors(prefix: "repa_model") + [("head.weight", Tensor(zeros: [10, 64]))], to: path)
         let repa = try RepaAligner.load(teacher: path, prefix: "repa_model.", config: config)
-        XCTAssertEqual(repa.teacher.spec.depth, 1)
-        XCTAssertTrue(repa.teacher.spec.layerScale)
+        XCTAssertEqual((repa.teacher as! ViTTeacher).model.spec.depth, 1)
+        XCTAssertTrue((repa.teacher as! ViTTeacher).model.spec.layerScale)
 
         let images = structuredImages(count: 2, size: 16, seed: 13)
         let zq = try Autograd.noGrad { try model.latents(images) }       // (2, 8, 8)
@@ -107,7 +107,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertNotEqual(s.repa, 0)
         XCTAssertNotNil(repa.projection.l0.weight.grad)
         XCTAssertNotNil(model.encoder.latentTokens.grad)
-        XCTAssertTrue(repa.teacher.namedTensors().allSatisfy { $0.1.grad == nil })
+        XCTAssertTrue((repa.teacher as! ViTTeacher).model.namedTensors().allSatisfy { $0.1.grad == nil })
 
         // Teacher size mismatch is a clear error.
         var wrong = config

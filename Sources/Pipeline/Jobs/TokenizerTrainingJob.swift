@@ -37,6 +37,9 @@ public struct TokenizerTrainingOptions: TrainingOptions, Sendable {
     public var codebooks: Int? = nil
     public var codebookSize: Int? = nil
     public var codebookDim: Int? = nil
+    /// The recipe's optional terms (nil in runs made before it existed: reconstruction +
+    /// entropy).
+    public var recipe: TokenizerRecipe? = nil
 
     public init() {}
 
@@ -50,6 +53,7 @@ public struct TokenizerTrainingOptions: TrainingOptions, Sendable {
         if let codebooks { c.numCodebooks = codebooks }
         if let codebookSize { c.codebookSize = codebookSize }
         if let codebookDim { c.codebookEmbedDim = codebookDim }
+        recipe?.apply(to: &c)
         try c.validate()
         return c
     }
@@ -84,15 +88,26 @@ public final class TokenizerTrainingJob: TrainingTask {
         }
         let model = try SoftVQModel(config: config, initialization: .random(seed: options.seed))
         let schedule = LRSchedule.cosine(lr: options.lr, warmup: options.warmup, total: options.steps, minLR: options.minLR)
+        let recipe = options.recipe ?? TokenizerRecipe()
         trainer = try TokenizerTrainer(model: model, lr: options.lr, weightDecay: options.weightDecay, schedule: schedule,
                                        maxGradNorm: options.maxGradNorm, ema: options.emaDecay,
-                                       reconstructionLoss: options.l1 ? .l1 : .l2)
+                                       reconstructionLoss: options.l1 ? .l1 : .l2,
+                                       repa: try recipe.aligner(config: config, seed: options.seed &+ 1))
+        trainer.seed = options.seed
+        try configureLosses(recipe, config: config)
     }
 
     public var step: Int { trainer.step }
 
+    /// The perceptual and adversarial terms of the recipe.
+    func configureLosses(_ recipe: TokenizerRecipe, config: TokenizerConfig) throws {
+        if recipe.perceptual != nil || recipe.discWeight > 0 {
+            throw PipelineError.invalidArgument("perceptual and adversarial losses are not wired yet")
+        }
+    }
+
     public func summary(from start: Int) -> String {
-        "Training tokenizer '\(options.preset)' (\(trainer.model.parameterCount) parameters) on \(dataset.name) (\(count) images), batch \(options.batchSize), steps \(start)..<\(options.steps)."
+        "Training tokenizer '\(options.preset)' (\(trainer.model.parameterCount) parameters; \((options.recipe ?? TokenizerRecipe()).summary)) on \(dataset.name) (\(count) images), batch \(options.batchSize), steps \(start)..<\(options.steps)."
     }
 
     /// This rank's rows of the global batch (the same order and flips as one process). The
@@ -110,10 +125,13 @@ public final class TokenizerTrainingJob: TrainingTask {
         let sums = try parallel.sumStatistics([Double(stats.total), Double(stats.reconstruction), Double(stats.entropy)], weight: Double(weight))
         (stats.total, stats.reconstruction, stats.entropy) = (Float(sums[0]), Float(sums[1]), Float(sums[2]))
         let usage = trainer.lastUsage
+        var latest: [String: Double] = ["loss": Double(stats.total), "entropy": Double(stats.entropy),
+                                        "grad_norm": Double(stats.gradNorm), "lr": Double(trainer.optimizer.lr)]
+        if let usage { latest["codebook_perplexity"] = usage.perplexity; latest["codebook_batch_usage"] = usage.batchUsage }
+        if trainer.repa != nil { latest["repa"] = Double(stats.repa) }
+        for (k, v) in stats.extra { latest[k] = Double(v) }
         return StepReport(loss: stats.total, averaged: ["reconstruction": sums[1]],
-                          latest: ["loss": Double(stats.total), "entropy": Double(stats.entropy),
-                                   "grad_norm": Double(stats.gradNorm), "lr": Double(trainer.optimizer.lr),
-                                   "codebook_perplexity": usage?.perplexity ?? 0, "codebook_batch_usage": usage?.batchUsage ?? 0],
+                          latest: latest,
                           bar: [("loss", String(format: "%.4f", stats.total)),
                                 ("psnr", String(format: "%.1f", psnr(mse: Double(stats.reconstruction), range: 2)))])
     }
