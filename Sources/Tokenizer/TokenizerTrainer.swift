@@ -144,10 +144,13 @@ public final class TokenizerTrainer {
         }
     }
 
+    /// The generator of this step's posterior samples (a function of seed and step).
+    var stepGenerator: RandomGenerator { RandomGenerator(seed: seed, stream: 3_000_000 + UInt64(step)) }
+
     /// The tokenizer's forward on the tape: (reconstruction, decoder features at the input of
     /// the last layer (N, T, D), bottleneck output).
     func forward(_ images: Tensor) throws -> (Tensor, Tensor, BottleneckOutput) {
-        var rng = RandomGenerator(seed: seed, stream: 3_000_000 + UInt64(step))
+        var rng = stepGenerator
         let q = try model.bottleneck.forward(try model.encode(images), training: true, rng: &rng)
         let features = model.decoder.features(model.postQuantConv(q.zq))
         return (model.decoder.toPixel(features), features, q)

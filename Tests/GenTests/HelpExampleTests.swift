@@ -40,6 +40,8 @@ final class HelpExampleTests: XCTestCase {
         case "eval": return ["--per-class", "1", "--cfg-scale", "3", "--num-steps", "2", "--reconstruction-limit", "20"]
         case "train-classifier": return ["--epochs", "1", "--limit", "500"]
         case "bench": return ["--smoke"]
+        case "ablate": return ["--tokens", "4", "--seeds", "0", "--quantizers", "kl,softvq", "--steps", "2", "--batch-size", "8",
+                               "--sit-steps", "2", "--per-class", "1", "--limit", "64", "--eval-images", "20"]
         default: return []
         }
     }
