@@ -54,16 +54,17 @@ public final class BatchNorm2d: Module {
         numBatchesTracked = Tensor(repeating: value, shape: shape)
     }
 
-    /// (N, C, H, W) -> (N, C, H, W)
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// (N, C, H, W) -> (N, C, H, W). With `parameterGradients` false the affine parameters
+    /// are read as constants (gradients still flow to x), e.g. when only the input trains.
+    public func callAsFunction(_ x: Tensor, parameterGradients: Bool = true) -> Tensor {
         let c = channels
+        let (w, b) = parameterGradients ? (weight, bias) : (weight.detached(), bias.detached())
         guard training else {
             // y = (x - running_mean) * weight / sqrt(running_var + eps) + bias
             let scale = Tensor(runningVar.scalars.map { 1 / ($0 + eps).squareRoot() }, shape: [1, c, 1, 1])
-            return (x - runningMean.reshaped([1, c, 1, 1])) * scale * weight.reshaped([1, c, 1, 1])
-                + bias.reshaped([1, c, 1, 1])
+            return (x - runningMean.reshaped([1, c, 1, 1])) * scale * w.reshaped([1, c, 1, 1]) + b.reshaped([1, c, 1, 1])
         }
-        let (y, stats) = batchNormTraining(x, weight: weight, bias: bias, eps: eps)
+        let (y, stats) = batchNormTraining(x, weight: w, bias: b, eps: eps)
         let m = Double(momentum), unbiased = Double(stats.valuesPerChannel) / Double(stats.valuesPerChannel - 1)
         let pm = runningMean.pointer, pv = runningVar.pointer
         for ch in 0..<c {
@@ -99,10 +100,10 @@ public final class ActNorm: Module {
         [("loc", .tensor(loc)), ("scale", .tensor(scale)), ("initialized", .tensor(initialized))]
     }
 
-    /// (N, C, H, W) -> (N, C, H, W)
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// (N, C, H, W) -> (N, C, H, W); `parameterGradients` as in BatchNorm2d.
+    public func callAsFunction(_ x: Tensor, parameterGradients: Bool = true) -> Tensor {
         if training && initialized.item == 0 { initialize(from: x) }
-        return scale * (x + loc)
+        return parameterGradients ? scale * (x + loc) : scale.detached() * (x + loc.detached())
     }
 
     private func initialize(from x: Tensor) {
