@@ -158,4 +158,32 @@ final class AdversarialParityTests: XCTestCase {
         XCTAssertEqual(DiffAugment.Policy.parse("color,translation,cutout_0.2"), DiffAugment.standard)
         XCTAssertNil(DiffAugment.Policy.parse("color,flip"))
     }
+
+    /// Three discriminator steps of the official loop (no DiffAugment, no CR): hinge + LeCAM
+    /// 0.001, disc_start 1 (step 0 has weight 0), clip_grad_norm_ 0.05, AdamW over
+    /// param_groups_weight_decay at lr 1e-3, betas (0.9, 0.95), weight decay 0.1 (large, so that
+    /// decaying the wrong group would show).
+    func testDiscriminatorStepsMatchTheOfficialLoop() throws {
+        let f = try file("dstep")
+        var o = AdversarialOptions()
+        o.discriminator = .init(inputChannels: 3, ndf: 8, nLayers: 2)
+        o.discStart = 1; o.discWeight = 0.5; o.discLoss = .hinge
+        o.lecamWeight = 0.001; o.crWeight = 0; o.diffAugment = false
+        o.maxGradNorm = 0.05; o.beta1 = 0.9; o.beta2 = 0.95; o.weightDecay = 0.1
+        let adv = AdversarialTraining(o)
+        try adv.discriminator.load(file: f, prefix: "before.")
+        let real = try f.tensor("real"), fake = try f.tensor("fake")
+        var losses: [Float] = [], norms: [Float] = []
+        for step in 0..<3 {
+            let s = try XCTUnwrap(adv.discriminatorStep(real: real, fake: fake, step: step, lr: 1e-3))
+            losses.append(s.loss); norms.append(s.gradientNorm)
+        }
+        try expectClose(Tensor(losses, shape: [3]), f, "losses", case: "dstep")
+        try expectClose(Tensor(norms, shape: [3]), f, "grad_norms", case: "dstep")
+        for (key, t) in adv.discriminator.namedTensors() { try expectClose(t, f, "after." + key, case: "dstep") }
+        let ema = (try scaleJSON()["lecam_ema"] as! [String: Any])["dstep.float32"] as! [String: Double]
+        print("parity dstep LeCAM EMA: real \(abs(adv.lecam.logitsReal - ema["logits_real_ema"]!)), fake \(abs(adv.lecam.logitsFake - ema["logits_fake_ema"]!))")
+        XCTAssertEqual(adv.lecam.logitsReal, ema["logits_real_ema"]!, accuracy: 1e-9)
+        XCTAssertEqual(adv.lecam.logitsFake, ema["logits_fake_ema"]!, accuracy: 1e-9)
+    }
 }

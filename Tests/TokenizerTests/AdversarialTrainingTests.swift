@@ -79,6 +79,7 @@ final class AdversarialTrainingTests: XCTestCase {
     func testStepsBeforeStartOnlyDecayWeights() throws {
         var o = options()
         o.discStart = 100
+        o.weightDecay = 0.1   // a visible decay: factor 0.99 at lr 0.1
         let adv = AdversarialTraining(o)
         XCTAssertTrue(adv.decayed.parameters.allSatisfy { $0.1.rank >= 2 && !$0.0.hasSuffix(".bias") })
         XCTAssertEqual(Set(adv.undecayed.parameters.map(\.0)),
