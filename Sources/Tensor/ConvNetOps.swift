@@ -115,33 +115,38 @@ public func batchNormTraining(_ x: Tensor, weight: Tensor, bias: Tensor, eps: Fl
         }
     }
     let stats = BatchStatistics(mean: mean, biasedVariance: variance, valuesPerChannel: m)
+    let savedInvstd = invstd
     let y = out.record("batch_norm", [x, weight, bias]) { g, needs in
         let pg = g.pointer, ph = xhat.pointer   // xhat is kept alive by this closure
         var sumG = [Double](repeating: 0, count: c), sumGH = [Double](repeating: 0, count: c)
-        for ch in 0..<c {
-            var a = 0.0, bsum = 0.0
-            for b in 0..<n {
-                let o = (b * c + ch) * hw
-                for k in 0..<hw { a += Double(pg[o + k]); bsum += Double(pg[o + k] * ph[o + k]) }
-            }
-            sumG[ch] = a; sumGH[ch] = bsum
-        }
-        var grads: [Tensor?] = [nil, nil, nil]
-        if needs[0] {
-            let dx = Tensor(uninitialized: x.shape)
-            let pd = dx.pointer
-            for ch in 0..<c {
-                // dxhat = g w, so sum(dxhat) = w sumG and sum(dxhat xhat) = w sumGH.
-                let wc = pw[ch]
-                let k1 = Float(Double(wc) * sumG[ch] / Double(m)), k2 = Float(Double(wc) * sumGH[ch] / Double(m))
-                let scale = invstd[ch]
-                for b in 0..<n {
-                    let o = (b * c + ch) * hw
-                    for k in 0..<hw { pd[o + k] = scale * (wc * pg[o + k] - k1 - ph[o + k] * k2) }
+        let dx = needs[0] ? Tensor(uninitialized: x.shape) : nil
+        let pd = dx?.pointer
+        sumG.withUnsafeMutableBufferPointer { psg in
+            sumGH.withUnsafeMutableBufferPointer { psgh in
+                savedInvstd.withUnsafeBufferPointer { pi in
+                    parallelFor(c) { lo, hi in
+                        for ch in lo..<hi {
+                            var a = 0.0, bsum = 0.0
+                            for b in 0..<n {
+                                let o = (b * c + ch) * hw
+                                for k in 0..<hw { a += Double(pg[o + k]); bsum += Double(pg[o + k] * ph[o + k]) }
+                            }
+                            psg[ch] = a; psgh[ch] = bsum
+                            guard let pd else { continue }
+                            // dxhat = g w, so sum(dxhat) = w sumG and sum(dxhat xhat) = w sumGH.
+                            let wc = pw[ch]
+                            let k1 = Float(Double(wc) * a / Double(m)), k2 = Float(Double(wc) * bsum / Double(m))
+                            let scale = pi[ch]
+                            for b in 0..<n {
+                                let o = (b * c + ch) * hw
+                                for k in 0..<hw { pd[o + k] = scale * (wc * pg[o + k] - k1 - ph[o + k] * k2) }
+                            }
+                        }
+                    }
                 }
             }
-            grads[0] = dx
         }
+        var grads: [Tensor?] = [dx, nil, nil]
         if needs[1] { grads[1] = Tensor(sumGH.map(Float.init), shape: [c]) }
         if needs[2] { grads[2] = Tensor(sumG.map(Float.init), shape: [c]) }
         return grads

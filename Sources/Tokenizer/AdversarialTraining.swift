@@ -66,6 +66,10 @@ public final class AdversarialTraining {
     public let decayed: AdamW
     public let undecayed: AdamW
     public private(set) var lecam: LeCAMEMA
+    /// This process's rank in a data-parallel job: folded into the augmentation streams so that
+    /// ranks draw different augmentations (the discriminator's initialization does not depend
+    /// on it).
+    public var rank = 0
 
     public static let discriminatorFile = "discriminator.safetensors"
     public static let optimizerFile = "discriminator-optimizer.safetensors"
@@ -89,9 +93,11 @@ public final class AdversarialTraining {
 
     private enum Draw: UInt64 { case generator = 0, discriminator = 1 }
 
-    /// The generator for the draws of `step`: a pure function of (seed, step, draw).
+    /// The generator for the draws of `step`: a pure function of (seed, rank, step, draw).
     private func rng(_ draw: Draw, step: Int) -> RandomGenerator {
-        RandomGenerator(seed: options.seed, stream: 0xAD00_0000_0000_0000 | (UInt64(step) << 1) | draw.rawValue)
+        precondition(step >= 0 && step < 1 << 38 && rank >= 0 && rank < 1 << 16, "adversarial streams: step \(step), rank \(rank)")
+        return RandomGenerator(seed: options.seed,
+                               stream: 0xAD00_0000_0000_0000 | (UInt64(rank) << 39) | (UInt64(step) << 1) | draw.rawValue)
     }
 
     private func augment(_ x: Tensor, _ policies: [DiffAugment.Policy], probability: Float, _ rng: inout RandomGenerator) -> Tensor {
@@ -118,9 +124,12 @@ public final class AdversarialTraining {
 
     /// One discriminator update (official optimizer_idx == 1, then clip and step) on detached
     /// real and fake images (N, C, H, W) at learning rate `lr`. Returns nil (and does nothing)
-    /// before discStart when `stepBeforeStart` is off.
+    /// before discStart when `stepBeforeStart` is off. `reduceGradients`, when given, runs after
+    /// the backward and before clipping on the discriminator's parameters (e.g. the all-reduce
+    /// average of a data-parallel job, as DDP does for the official discriminator).
     @discardableResult
-    public func discriminatorStep(real: Tensor, fake: Tensor, step: Int, lr: Float) throws -> DiscriminatorStats? {
+    public func discriminatorStep(real: Tensor, fake: Tensor, step: Int, lr: Float,
+                                  reduceGradients: (([(String, Tensor)]) throws -> Void)? = nil) throws -> DiscriminatorStats? {
         guard real.shape == fake.shape, real.rank == 4, real.dim(1) == options.discriminator.inputChannels else {
             throw CheckpointError.config("discriminator step: real \(real.shape) and fake \(fake.shape) must be equal (N, \(options.discriminator.inputChannels), H, W) batches")
         }
@@ -128,6 +137,7 @@ public final class AdversarialTraining {
         let realImages = real.detached(), fakeImages = fake.detached()
         discriminator.training = true
         discriminator.zeroGrad()
+        defer { discriminator.zeroGrad() }   // gradients never outlive the step, even on a throw
         var r = rng(.discriminator, step: step)
 
         // Logits of the (augmented) real and fake batches, one forward each (own batch stats).
@@ -170,9 +180,9 @@ public final class AdversarialTraining {
 
         // Clip the global norm of all discriminator gradients, then one AdamW step per group.
         let all = discriminator.parameters
+        try reduceGradients?(all)
         let norm = gradientNorm(all)
         guard norm.isFinite else {
-            discriminator.zeroGrad()
             throw CheckpointError.config("discriminator step \(step): the gradient norm is \(norm)")
         }
         let scale = options.maxGradNorm > 0 ? clipCoefficient(norm: norm, maxNorm: options.maxGradNorm) : 1
@@ -180,7 +190,6 @@ public final class AdversarialTraining {
             opt.lr = lr
             opt.update(gradientScale: scale)
         }
-        discriminator.zeroGrad()
         var out = stats
         out.gradientNorm = norm
         return out
