@@ -186,4 +186,37 @@ final class AdversarialParityTests: XCTestCase {
         XCTAssertEqual(adv.lecam.logitsReal, ema["logits_real_ema"]!, accuracy: 1e-9)
         XCTAssertEqual(adv.lecam.logitsFake, ema["logits_fake_ema"]!, accuracy: 1e-9)
     }
+
+    /// The full-size discriminator of the recipe (ndf 64, 3 layers) enumerates exactly the
+    /// official keys and shapes, and its random initialization has the official statistics.
+    func testOfficialKeyLayoutAndInitialization() throws {
+        let text = try String(contentsOf: Fixtures.keys.appendingPathComponent("patchgan-ndf64-3layers.tsv"), encoding: .utf8)
+        let expected = text.split(separator: "\n").map { line -> (String, [Int]) in
+            let f = line.split(separator: "\t")
+            return (String(f[0]), f[1].dropFirst().dropLast().split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! })
+        }
+        var f = ParameterFactory(.random(seed: 3))
+        let d = PatchGANDiscriminator(.init(), &f)
+        let got = d.namedTensors()
+        XCTAssertEqual(got.map(\.0), expected.map(\.0))
+        XCTAssertEqual(got.map(\.1.shape), expected.map(\.1))
+        func moments(_ t: Tensor) -> (Double, Double) {
+            let v = t.scalars.map(Double.init), mu = v.reduce(0, +) / Double(v.count)
+            return (mu, (v.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(v.count)).squareRoot())
+        }
+        let tensors = Dictionary(uniqueKeysWithValues: got)
+        let (mu, sd) = moments(tensors["main.8.weight"]!)                     // 2 M draws of N(0, 0.02)
+        XCTAssertEqual(mu, 0, accuracy: 1e-4); XCTAssertEqual(sd, 0.02, accuracy: 2e-4)
+        let (bnMu, bnSd) = moments(tensors["main.9.weight"]!)                 // N(1, 0.02)
+        XCTAssertEqual(bnMu, 1, accuracy: 0.005); XCTAssertEqual(bnSd, 0.02, accuracy: 0.003)
+        XCTAssertEqual(tensors["main.9.bias"]!.scalars.map { abs($0) }.max(), 0)
+        let bound = 1 / Float(3 * 16).squareRoot()                           // conv bias: U(-1/sqrt(fan_in), ...)
+        let bias = tensors["main.0.bias"]!.scalars
+        XCTAssertLessThanOrEqual(bias.map { abs($0) }.max()!, bound)
+        XCTAssertGreaterThan(bias.map { abs($0) }.max()!, bound / 2)
+        XCTAssertEqual(tensors["main.9.running_var"]!.scalars, [Float](repeating: 1, count: 512))
+        XCTAssertEqual(tensors["main.9.num_batches_tracked"]!.shape, [])
+        // The patch-logit map is H/8 - 2 on a side (30 x 30 at 256 px; 6 x 6 for this 64 px probe).
+        XCTAssertEqual(Autograd.noGrad { d(Tensor(zeros: [1, 3, 64, 64])) }.shape, [1, 1, 6, 6])
+    }
 }
