@@ -11,6 +11,10 @@
 import Foundation
 import Tensor
 
+/// The adversarial options of the recipe. Coding keys are the official argument names
+/// (train_tokenizer.py / configs/*.yaml) where one exists; missing fields take the defaults,
+/// which are the official argument defaults (the released softvq configs use disc_weight 0.2,
+/// lecam 0.001, CR 4.0, diff-aug on, weight decay 1e-4).
 public struct AdversarialOptions: Codable, Equatable, Sendable {
     public var discriminator = PatchGANDiscriminator.Config()
     /// The step from which the adversarial terms count (official disc_start; adopt_weight).
@@ -30,7 +34,7 @@ public struct AdversarialOptions: Codable, Equatable, Sendable {
     public var maxGradNorm: Float = 1
     public var beta1: Float = 0.9
     public var beta2: Float = 0.95
-    public var weightDecay: Float = 1e-4
+    public var weightDecay: Float = 0.05
     public var seed: UInt64 = 0
     /// Run the discriminator step before discStart with weight 0, as the official code does
     /// (the update then only applies weight decay and moves the BatchNorm running statistics);
@@ -38,6 +42,34 @@ public struct AdversarialOptions: Codable, Equatable, Sendable {
     public var stepBeforeStart = true
 
     public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case discriminator, seed
+        case discStart = "disc_start", discWeight = "disc_weight", discLoss = "disc_loss", genLoss = "gen_loss"
+        case lecamWeight = "lecam_loss_weight", crWeight = "disc_cr_loss_weight", diffAugment = "use_diff_aug"
+        case maxGradNorm = "max_grad_norm", beta1, beta2, weightDecay = "weight_decay"
+        case stepBeforeStart = "step_before_start"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var o = AdversarialOptions()
+        o.discriminator = try c.decodeIfPresent(PatchGANDiscriminator.Config.self, forKey: .discriminator) ?? o.discriminator
+        o.discStart = try c.decodeIfPresent(Int.self, forKey: .discStart) ?? o.discStart
+        o.discWeight = try c.decodeIfPresent(Float.self, forKey: .discWeight) ?? o.discWeight
+        o.discLoss = try c.decodeIfPresent(DiscriminatorLoss.self, forKey: .discLoss) ?? o.discLoss
+        o.genLoss = try c.decodeIfPresent(GeneratorLoss.self, forKey: .genLoss) ?? o.genLoss
+        o.lecamWeight = try c.decodeIfPresent(Float.self, forKey: .lecamWeight)
+        o.crWeight = try c.decodeIfPresent(Float.self, forKey: .crWeight) ?? o.crWeight
+        o.diffAugment = try c.decodeIfPresent(Bool.self, forKey: .diffAugment) ?? o.diffAugment
+        o.maxGradNorm = try c.decodeIfPresent(Float.self, forKey: .maxGradNorm) ?? o.maxGradNorm
+        o.beta1 = try c.decodeIfPresent(Float.self, forKey: .beta1) ?? o.beta1
+        o.beta2 = try c.decodeIfPresent(Float.self, forKey: .beta2) ?? o.beta2
+        o.weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? o.weightDecay
+        o.seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? o.seed
+        o.stepBeforeStart = try c.decodeIfPresent(Bool.self, forKey: .stepBeforeStart) ?? o.stepBeforeStart
+        self = o
+    }
 }
 
 /// What one discriminator step logs.

@@ -26,6 +26,7 @@ extension BatchNorm2d: ChannelNormalization {}
 extension ActNorm: ChannelNormalization {}
 
 public final class PatchGANDiscriminator: Module {
+    /// The NLayerDiscriminator arguments; coding keys are its parameter names.
     public struct Config: Codable, Equatable, Sendable {
         public var inputChannels = 3
         public var ndf = 64
@@ -33,6 +34,16 @@ public final class PatchGANDiscriminator: Module {
         public var useActNorm = false
         public init(inputChannels: Int = 3, ndf: Int = 64, nLayers: Int = 3, useActNorm: Bool = false) {
             self.inputChannels = inputChannels; self.ndf = ndf; self.nLayers = nLayers; self.useActNorm = useActNorm
+        }
+        enum CodingKeys: String, CodingKey {
+            case inputChannels = "input_nc", ndf, nLayers = "n_layers", useActNorm = "use_actnorm"
+        }
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            inputChannels = try c.decodeIfPresent(Int.self, forKey: .inputChannels) ?? 3
+            ndf = try c.decodeIfPresent(Int.self, forKey: .ndf) ?? 64
+            nLayers = try c.decodeIfPresent(Int.self, forKey: .nLayers) ?? 3
+            useActNorm = try c.decodeIfPresent(Bool.self, forKey: .useActNorm) ?? false
         }
     }
 

@@ -128,4 +128,20 @@ final class AdversarialTrainingTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/discriminator.safetensors"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/discriminator-optimizer.safetensors"))
     }
+
+    /// Options read with the official argument names; missing fields take the defaults.
+    func testOptionsUseOfficialNamesAndDefaults() throws {
+        let json = #"{"disc_start": 5, "disc_loss": "non-saturating", "lecam_loss_weight": 0.001, "use_diff_aug": true, "discriminator": {"ndf": 8}}"#
+        let o = try JSONDecoder().decode(AdversarialOptions.self, from: Data(json.utf8))
+        XCTAssertEqual(o.discStart, 5)
+        XCTAssertEqual(o.discLoss, .nonSaturating)
+        XCTAssertEqual(o.lecamWeight, 0.001)
+        XCTAssertTrue(o.diffAugment)
+        XCTAssertEqual(o.discriminator, .init(inputChannels: 3, ndf: 8, nLayers: 3, useActNorm: false))
+        XCTAssertEqual(o.discWeight, AdversarialOptions().discWeight)
+        XCTAssertNil(try JSONDecoder().decode(AdversarialOptions.self, from: Data("{}".utf8)).lecamWeight)
+        let again = try JSONDecoder().decode(AdversarialOptions.self, from: JSONEncoder().encode(o))
+        XCTAssertEqual(again, o)
+        XCTAssertThrowsError(try JSONDecoder().decode(AdversarialOptions.self, from: Data(#"{"disc_loss": "wasserstein"}"#.utf8)))
+    }
 }
