@@ -158,12 +158,13 @@ public final class AdversarialTraining {
     /// real and fake images (N, C, H, W) at learning rate `lr`. Returns nil (and does nothing)
     /// before discStart when `stepBeforeStart` is off. `reduceGradients`, when given, runs after
     /// the backward and before clipping on the discriminator's parameters (e.g. the all-reduce
-    /// average of a data-parallel job, as DDP does for the official discriminator).
+    /// average of a data-parallel job, as DDP does for the official discriminator). Throws, without
+    /// updating the weights, on mismatched batches or a non-finite gradient norm.
     @discardableResult
     public func discriminatorStep(real: Tensor, fake: Tensor, step: Int, lr: Float,
                                   reduceGradients: (([(String, Tensor)]) throws -> Void)? = nil) throws -> DiscriminatorStats? {
         guard real.shape == fake.shape, real.rank == 4, real.dim(1) == options.discriminator.inputChannels else {
-            throw CheckpointError.config("discriminator step: real \(real.shape) and fake \(fake.shape) must be equal (N, \(options.discriminator.inputChannels), H, W) batches")
+            throw TokenizerError.badInput("discriminator step: real \(real.shape) and fake \(fake.shape) must be equal (N, \(options.discriminator.inputChannels), H, W) batches")
         }
         guard options.stepBeforeStart || step >= options.discStart else { return nil }
         let realImages = real.detached(), fakeImages = fake.detached()
@@ -215,7 +216,7 @@ public final class AdversarialTraining {
         try reduceGradients?(all)
         let norm = gradientNorm(all)
         guard norm.isFinite else {
-            throw CheckpointError.config("discriminator step \(step): the gradient norm is \(norm)")
+            throw TokenizerError.badInput("discriminator step \(step): the gradient norm is \(norm) (the losses diverged); the weights were not updated")
         }
         let scale = options.maxGradNorm > 0 ? clipCoefficient(norm: norm, maxNorm: options.maxGradNorm) : 1
         for opt in [decayed, undecayed] {

@@ -144,4 +144,21 @@ final class AdversarialTrainingTests: XCTestCase {
         XCTAssertEqual(again, o)
         XCTAssertThrowsError(try JSONDecoder().decode(AdversarialOptions.self, from: Data(#"{"disc_loss": "wasserstein"}"#.utf8)))
     }
+
+    func testBadBatchesAndDivergenceThrowWithoutUpdating() throws {
+        let adv = AdversarialTraining(options())
+        let (real, fake) = batches()
+        let before = adv.discriminator.parameters.map { $0.1.copy() }
+        XCTAssertThrowsError(try adv.discriminatorStep(real: real, fake: fake.slice(axis: 0, 0..<2), step: 0, lr: 1e-3))
+        let poisoned = real.copy()
+        poisoned.pointer[5] = .nan
+        XCTAssertThrowsError(try adv.discriminatorStep(real: poisoned, fake: fake, step: 0, lr: 1e-3)) { error in
+            XCTAssertTrue("\(error)".contains("gradient norm is nan"), "\(error)")
+        }
+        for ((key, t), old) in zip(adv.discriminator.parameters, before) {
+            XCTAssertEqual(t.scalars.map(\.bitPattern), old.scalars.map(\.bitPattern), key)
+            XCTAssertNil(t.grad, key)
+        }
+        XCTAssertThrowsError(try adv.restore(from: Fixtures.tempDir("adversarial-empty")))
+    }
 }
