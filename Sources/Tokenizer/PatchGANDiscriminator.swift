@@ -81,6 +81,7 @@ public final class PatchGANDiscriminator: Module {
                 if f.isRandom {
                     fillNormal(bn.weight, std: 0.02, rng: &f.rng)
                     for i in 0..<channels { bn.weight.pointer[i] += 1 }
+                    bn.weight.markModified()
                 }
                 norms.append(bn)
             }
