@@ -161,4 +161,27 @@ final class AdversarialTrainingTests: XCTestCase {
         }
         XCTAssertThrowsError(try adv.restore(from: Fixtures.tempDir("adversarial-empty")))
     }
+
+    /// DiffAugment.apply is a pure function of (images, policies, probability, generator state),
+    /// skips everything at probability 0 and is differentiable with respect to the images.
+    func testDiffAugmentIsPureAndDifferentiable() throws {
+        let x = structuredImages(count: 3, size: 16, seed: 9)
+        var g0 = RandomGenerator(seed: 1, stream: 2)
+        XCTAssertEqual(DiffAugment.apply(x, policies: DiffAugment.standard, probability: 0, rng: &g0).scalars, x.scalars)
+        var g1 = RandomGenerator(seed: 1, stream: 2), g2 = RandomGenerator(seed: 1, stream: 2), g3 = RandomGenerator(seed: 1, stream: 3)
+        let a = DiffAugment.apply(x, policies: DiffAugment.consistency, probability: 1, rng: &g1)
+        let b = DiffAugment.apply(x, policies: DiffAugment.consistency, probability: 1, rng: &g2)
+        let c = DiffAugment.apply(x, policies: DiffAugment.consistency, probability: 1, rng: &g3)
+        XCTAssertEqual(a.scalars.map(\.bitPattern), b.scalars.map(\.bitPattern))
+        XCTAssertNotEqual(a.scalars, c.scalars)
+        XCTAssertGreaterThan(maxAbsDiff(a.scalars, x.scalars), 0.1)
+        // Cutout 0.5 on 16 x 16 zeroes an 8 x 8 square (clipped at the border) in every image.
+        let zeros = (0..<3).map { n in (0..<256).filter { i in (0..<3).allSatisfy { a.pointer[(n * 3 + $0) * 256 + i] == 0 } }.count }
+        XCTAssertTrue(zeros.allSatisfy { $0 >= 16 && $0 <= 64 + 40 }, "\(zeros)")
+        let leaf = x.copy()
+        leaf.requiresGrad = true
+        var g4 = RandomGenerator(seed: 1, stream: 2)
+        DiffAugment.apply(leaf, policies: DiffAugment.consistency, probability: 1, rng: &g4).square().sum().backward()
+        XCTAssertGreaterThan(try XCTUnwrap(leaf.grad).scalars.map { abs($0) }.max()!, 0)
+    }
 }
