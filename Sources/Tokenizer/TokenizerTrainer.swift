@@ -58,33 +58,6 @@ public struct PerceptualTerm {
     }
 }
 
-/// The adversarial half of the official VQLoss, as the trainer drives it: a generator loss on
-/// the reconstruction (through the discriminator) and a discriminator update on real and
-/// reconstructed images. Steps are the official `global_step` (completed steps + 1).
-public protocol AdversarialObjective: AnyObject {
-    /// disc_start: the adversarial terms are off (weight 0) before this global step.
-    var discStart: Int { get }
-    /// disc_weight.
-    var discWeight: Float { get }
-    /// disc_adaptive_weight: scale the generator loss by the gradient-norm ratio at the
-    /// decoder's last layer.
-    var adaptiveWeight: Bool { get }
-    /// The generator loss (hinge: -mean D(aug(x_hat))) on the tape, unweighted.
-    func generatorLoss(reconstruction: Tensor, globalStep: Int) throws -> Tensor
-    /// One discriminator update on real and (detached) reconstructed images; logged values.
-    func discriminatorStep(real: Tensor, fake: Tensor, globalStep: Int) throws -> [String: Float]
-    /// Writes / reads the discriminator's weights, optimizer and statistics in `folder`.
-    func save(into folder: String) throws
-    func restore(from folder: String) throws
-}
-
-/// The official adaptive weight: |grad_W nll| / (|grad_W adv| + 1e-4), clamped to [0, 1e4],
-/// W the decoder's last layer.
-public func adaptiveGeneratorWeight(nll: Tensor, adversarial: Tensor) -> Float {
-    func norm(_ t: Tensor) -> Double { (0..<t.count).reduce(0.0) { $0 + Double(t.pointer[$1]) * Double(t.pointer[$1]) }.squareRoot() }
-    return Float(Swift.min(Swift.max(norm(nll) / (norm(adversarial) + 1e-4), 0), 1e4))
-}
-
 /// Owns the optimiser state of tokenizer training and runs one step at a time.
 public final class TokenizerTrainer {
     public let model: SoftVQModel
@@ -98,8 +71,11 @@ public final class TokenizerTrainer {
     public var schedule: LRSchedule
     /// The perceptual term (off when nil).
     public var perceptual: PerceptualTerm?
-    /// The adversarial terms (off when nil).
-    public var adversarial: AdversarialObjective?
+    /// The adversarial terms: PatchGAN discriminator, its optimizer and losses (off when nil).
+    public var adversarial: AdversarialTraining?
+    /// disc_adaptive_weight: scale the generator loss by the gradient-norm ratio at the
+    /// decoder's last layer (to_pixel).
+    public var adaptiveAdversarialWeight = true
     /// Seed of the Gaussian posterior's samples (stream = step).
     public var seed: UInt64 = 0
     /// Additional differentiable loss terms, added to the total.
@@ -181,15 +157,16 @@ public final class TokenizerTrainer {
         var imageGradient = probe.grad!
         probe.grad = nil
         var total = nll.item
-        if let adversarial, globalStep >= adversarial.discStart {
-            let g = try adversarial.generatorLoss(reconstruction: probe, globalStep: globalStep)
+        // The generator's adversarial loss (nil before disc_start, where its weight is 0).
+        if let adversarial, let g = adversarial.generatorLoss(reconstruction: probe, step: globalStep) {
             g.backward()
             let advGradient = probe.grad!
             probe.grad = nil
-            var w = adversarial.discWeight
-            if adversarial.adaptiveWeight {
-                let a = adaptiveGeneratorWeight(nll: model.decoder.toPixel.weightGradient(input: features, imageGradient: imageGradient),
-                                                adversarial: model.decoder.toPixel.weightGradient(input: features, imageGradient: advGradient))
+            var w = adversarial.options.discWeight
+            if adaptiveAdversarialWeight {
+                let toPixel = model.decoder.toPixel
+                let a = AdversarialLoss.adaptiveWeight(nllGradient: toPixel.weightGradient(input: features, imageGradient: imageGradient),
+                                                       generatorGradient: toPixel.weightGradient(input: features, imageGradient: advGradient))
                 stats.extra["adaptive_weight"] = a
                 w *= a
             }
@@ -237,9 +214,16 @@ public final class TokenizerTrainer {
         stats.gradNorm = gradientNorm(optimizer.parameters)
         optimizer.lr = schedule.lr(at: step)
         Autograd.noGrad { optimizer.update(gradientScale: clipCoefficient(norm: stats.gradNorm, maxNorm: maxGradNorm)) }
-        if let adversarial, step + 1 >= adversarial.discStart {
-            let d = try adversarial.discriminatorStep(real: images, fake: fwd.reconstruction.detached(), globalStep: step + 1)
-            for (k, v) in d { stats.extra["disc_" + k] = v }
+        if let adversarial {
+            let reduce = reduceGradients.map { r in { (p: [(String, Tensor)]) throws in try r(p.map(\.1)) } }
+            if let d = try adversarial.discriminatorStep(real: images, fake: fwd.reconstruction.detached(), step: step + 1,
+                                                         lr: optimizer.lr, reduceGradients: reduce) {
+                stats.extra["disc_loss"] = d.loss
+                stats.extra["disc_logits_real"] = d.logitsRealMean
+                stats.extra["disc_logits_fake"] = d.logitsFakeMean
+                if adversarial.options.crWeight != 0 { stats.extra["disc_cr"] = d.consistency }
+                if adversarial.options.lecamWeight != nil { stats.extra["disc_lecam"] = d.lecam }
+            }
         }
         if let ema {
             EMA.update(ema, from: model, decay: EMA.warmedUp(emaDecay, updates: step))

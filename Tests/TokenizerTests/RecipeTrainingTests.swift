@@ -79,7 +79,7 @@ final class RecipeTrainingTests: XCTestCase {
         XCTAssertEqual(ours.shape, w.shape)
         XCTAssertLessThan(maxAbsDiff(ours.scalars, w.grad!.scalars), 1e-4)
         // The adaptive weight is the clamped norm ratio.
-        XCTAssertEqual(adaptiveGeneratorWeight(nll: ours, adversarial: ours * 2), 0.5, accuracy: 1e-4)
-        XCTAssertEqual(adaptiveGeneratorWeight(nll: ours, adversarial: ours * 0), 1e4)
+        XCTAssertEqual(AdversarialLoss.adaptiveWeight(nllGradient: ours, generatorGradient: ours * 2), 0.5, accuracy: 1e-4)
+        XCTAssertEqual(AdversarialLoss.adaptiveWeight(nllGradient: ours, generatorGradient: ours * 0), 1e4)
     }
 }

@@ -70,6 +70,12 @@ public struct TokenizerRecipe: Codable, Equatable, Sendable {
         }
     }
 
+    /// The perceptual network at `path`: an LPIPS file (official keys), a ViT in safetensors
+    /// (LPIPSTimm-style) or a gen train-classifier folder (its conv features).
+    func perceptualLoss(_ path: String) throws -> any PerceptualLoss {
+        throw PipelineError.invalidArgument("perceptual losses are being merged")
+    }
+
     /// The aligner of this recipe (nil without a teacher).
     func aligner(config: TokenizerConfig, seed: UInt64) throws -> RepaAligner? {
         guard let path = alignTeacher else { return nil }

@@ -101,8 +101,35 @@ public final class TokenizerTrainingJob: TrainingTask {
 
     /// The perceptual and adversarial terms of the recipe.
     func configureLosses(_ recipe: TokenizerRecipe, config: TokenizerConfig) throws {
-        if recipe.perceptual != nil || recipe.discWeight > 0 {
-            throw PipelineError.invalidArgument("perceptual and adversarial losses are not wired yet")
+        if let path = recipe.perceptual {
+            let loss = try recipe.perceptualLoss(path)
+            trainer.perceptual = PerceptualTerm(name: loss.name, weight: recipe.perceptualWeight, warmup: recipe.perceptualWarmup) { loss($0, $1) }
+        }
+        if recipe.discWeight > 0 {
+            var a = AdversarialOptions()
+            a.discriminator = PatchGANDiscriminator.Config(inputChannels: 3, ndf: recipe.discDim, nLayers: recipe.discLayers)
+            a.discStart = recipe.discStart
+            a.discWeight = recipe.discWeight
+            guard let d = DiscriminatorLoss(rawValue: recipe.discLoss), let g = GeneratorLoss(rawValue: recipe.genLoss) else {
+                throw PipelineError.invalidArgument("Unknown adversarial loss '\(recipe.discLoss)' / '\(recipe.genLoss)'.")
+            }
+            a.discLoss = d
+            a.genLoss = g
+            a.lecamWeight = recipe.lecamWeight
+            a.crWeight = recipe.crWeight
+            a.diffAugment = recipe.diffAugment
+            // The official loop gives the discriminator the tokenizer's optimizer settings.
+            a.maxGradNorm = options.maxGradNorm
+            a.weightDecay = options.weightDecay
+            a.seed = options.seed
+            // Before disc_start the official step has weight 0: it only decays the
+            // discriminator's weights and moves BatchNorm averages that training mode never
+            // reads. Skipped here (the adversarial terms start from the same initialization).
+            a.stepBeforeStart = false
+            let adversarial = AdversarialTraining(a)
+            adversarial.rank = Cluster.world.rank
+            trainer.adversarial = adversarial
+            trainer.adaptiveAdversarialWeight = recipe.adaptiveWeight
         }
     }
 
@@ -150,11 +177,15 @@ public final class TokenizerTrainingJob: TrainingTask {
     public var stateTensors: [Tensor] {
         trainer.model.namedTensors().map(\.1) + (trainer.ema?.namedTensors().map(\.1) ?? [])
             + trainer.optimizer.stateTensors.map(\.1)
+            + (trainer.repa?.projection.namedTensors().map(\.1) ?? [])
+            + (trainer.adversarial.map { a in a.discriminator.namedTensors().map(\.1) + (a.decayed.stateTensors + a.undecayed.stateTensors).map(\.1) } ?? [])
     }
 
     /// The trained weights (not the codebook-usage history, a logging buffer each rank fills
     /// from its own rows; rank 0's is saved).
-    public var replicatedTensors: [Tensor] { trainer.optimizer.parameters.map(\.1) }
+    public var replicatedTensors: [Tensor] {
+        trainer.optimizer.parameters.map(\.1) + (trainer.adversarial?.discriminator.parameters.map(\.1) ?? [])
+    }
 
     public func adopt(step: Int, progress: Progress) throws {
         trainer.restore(step: step)
