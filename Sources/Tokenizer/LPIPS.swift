@@ -24,6 +24,13 @@ public protocol PerceptualLoss: AnyObject {
     func callAsFunction(_ input: Tensor, _ target: Tensor) -> Tensor
 }
 
+/// The official `perceptual_warmup` (losses/vq_loss.py): the perceptual term's weight at
+/// `step` is weight * min(1, step / warmup), or weight without a warm-up (nil or 0 steps).
+public func perceptualWeight(step: Int, weight: Double, warmup: Int?) -> Double {
+    guard let warmup, warmup > 0 else { return weight }
+    return min(1, Double(step) / Double(warmup)) * weight
+}
+
 // MARK: - VGG16 feature stages
 
 /// One `net.sliceK` of LPIPS's vgg16: an optional 2x2 max pool first, then 3x3 convolutions
