@@ -149,17 +149,21 @@ public final class LPIPS: Module, PerceptualLoss {
     public static func load(path: String) throws -> LPIPS {
         let file = try SafeTensorsFile(path: path)
         let fileName = (path as NSString).lastPathComponent
+        // Every convolution's shape is checked against the chain (O, C_previous, 3, 3) before
+        // anything is allocated, so no width of a malformed file is trusted further than its data.
         var widths: [[Int]] = []
+        var channels = 3
         for (k, indices) in VGG16Features.convIndices.enumerated() {
             widths.append(try indices.map { i in
                 let key = "net.slice\(k + 1).\(i).weight"
                 guard let info = file.entries[key] else {
                     throw CheckpointError.config("\(fileName) is not an LPIPS-VGG16 weights file: it has no tensor '\(key)' (convert one with tools/convert_lpips.py)")
                 }
-                guard info.shape.count == 4, info.shape[0] > 0 else {
-                    throw CheckpointError.config("\(fileName): tensor '\(key)' has shape \(info.shape), not a convolution weight (O, C, 3, 3)")
+                guard info.shape.count == 4, info.shape[0] > 0, info.shape[1...] == [channels, 3, 3] else {
+                    throw CheckpointError.config("\(fileName): tensor '\(key)' has shape \(info.shape), but the VGG16 layout expects (O, \(channels), 3, 3)")
                 }
-                return info.shape[0]
+                channels = info.shape[0]
+                return channels
             })
         }
         let model = LPIPS(widths: widths, initialization: .uninitialized)

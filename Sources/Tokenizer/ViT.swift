@@ -135,6 +135,14 @@ extension VisionTransformer {
         let hidden = file.entries["\(prefix)blocks.0.mlp.fc1.weight"]?.shape.first ?? 4 * width
         let spec = ViTSpec(width: width, depth: depth, heads: max(1, width / 64), mlpRatio: Double(hidden) / Double(width),
                            layerScale: file.entries["\(prefix)blocks.0.ls1.gamma"] != nil, patchSize: patch, imageSize: grid * patch)
+        // The shapes above come from a few header entries: allocate only what the file can fill.
+        let d = width, t = grid * grid, h = hidden
+        let perBlock = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (spec.layerScale ? 2 * d : 0) + (h * d + h) + (d * h + d)
+        let (needed, overflow) = perBlock.multipliedReportingOverflow(by: max(depth, 1))
+        let held = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        guard !overflow, needed + (3 * patch * patch + 1) * d + (1 + t) * d + 3 * d <= held else {
+            throw TokenizerError.checkpoint("\(name): its shapes describe a ViT of width \(d), depth \(depth) larger than the values the file holds")
+        }
         let vit = VisionTransformer(spec: spec, initialization: .uninitialized)
         let own = ["cls_token", "pos_embed", "patch_embed.", "blocks.", "norm."].map { prefix + $0 }
         do {

@@ -98,6 +98,13 @@ final class LPIPSParityTests: XCTestCase {
         XCTAssertThrowsError(try LPIPS.load(path: extra)) { e in
             XCTAssertTrue("\(e)".contains("does not use: 'net.slice5.30.weight'"), "\(e)")
         }
+        // A convolution whose input width breaks the chain (checked before anything is allocated).
+        let badConv = dir + "/bad-conv.safetensors"
+        try writeSafeTensors(lpips.namedTensors().map { $0.0 == "net.slice2.5.weight" ? ($0.0, Tensor(zeros: [16, 7, 3, 3])) : $0 },
+                             to: badConv)
+        XCTAssertThrowsError(try LPIPS.load(path: badConv)) { e in
+            XCTAssertEqual("\(e)", "bad-conv.safetensors: tensor 'net.slice2.5.weight' has shape [16, 7, 3, 3], but the VGG16 layout expects (O, 8, 3, 3)")
+        }
         // A head whose width disagrees with its stage.
         let badHead = dir + "/bad-head.safetensors"
         try writeSafeTensors(lpips.namedTensors().map { $0.0 == "lin2.model.1.weight" ? ($0.0, Tensor(zeros: [1, 8, 1, 1])) : $0 },

@@ -115,5 +115,13 @@ final class LPIPSTimmTests: XCTestCase {
         XCTAssertThrowsError(try LPIPSTimm(path: LPIPSParityTests.weights())) { e in
             XCTAssertTrue("\(e)".contains("does not hold a ViT"), "\(e)")
         }
+        // A header that promises a 4096-wide ViT without its weights: refused before allocating.
+        let path = Fixtures.tempDir("lpips-timm-huge") + "/vit.safetensors"
+        try writeSafeTensors([("cls_token", Tensor(zeros: [1, 1, 4096])), ("pos_embed", Tensor(zeros: [1, 5, 4096])),
+                              ("patch_embed.proj.weight", Tensor(zeros: [1, 3, 16, 16])),
+                              ("blocks.0.norm1.weight", Tensor(zeros: [1]))], to: path)
+        XCTAssertThrowsError(try LPIPSTimm(path: path)) { e in
+            XCTAssertTrue("\(e)".contains("larger than the values the file holds"), "\(e)")
+        }
     }
 }
