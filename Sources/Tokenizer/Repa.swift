@@ -109,31 +109,11 @@ public final class RepaAligner {
     public static func load(teacher path: String, prefix: String = "", config: TokenizerConfig, seed: UInt64 = 1) throws -> RepaAligner {
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(path: path) } catch { throw TokenizerError.checkpoint("cannot open REPA teacher: \(error)") }
-        let name = (path as NSString).lastPathComponent
-        guard let pos = file.entries[prefix + "pos_embed"]?.shape, pos.count == 3,
-              let pw = file.entries[prefix + "patch_embed.proj.weight"]?.shape, pw.count == 4 else {
-            throw TokenizerError.checkpoint("\(name) does not hold a ViT under '\(prefix)' (no pos_embed / patch_embed.proj.weight)")
+        let teacher = try VisionTransformer.loadFrozen(file: file, prefix: prefix)
+        guard teacher.spec.imageSize == config.imageSize else {
+            throw TokenizerError.config("\((path as NSString).lastPathComponent): the teacher's position table covers \(teacher.spec.imageSize)px at patch \(teacher.spec.patchSize), but images are \(config.imageSize)px (position-table resampling is not implemented)")
         }
-        var depth = 0
-        while file.entries["\(prefix)blocks.\(depth).norm1.weight"] != nil { depth += 1 }
-        let width = pos[2], patch = pw[2]
-        let grid = Int(Double(pos[1] - 1).squareRoot().rounded())
-        guard grid * grid == pos[1] - 1, file.entries[prefix + "cls_token"] != nil else {
-            throw TokenizerError.unsupported("\(name): only ViTs with one class token and a square position table are supported")
-        }
-        guard grid * patch == config.imageSize else {
-            throw TokenizerError.config("\(name): the teacher's position table covers \(grid * patch)px at patch \(patch), but images are \(config.imageSize)px (position-table resampling is not implemented)")
-        }
-        let hidden = file.entries["\(prefix)blocks.0.mlp.fc1.weight"]?.shape.first ?? 4 * width
-        let spec = ViTSpec(width: width, depth: depth, heads: max(1, width / 64), mlpRatio: Double(hidden) / Double(width),
-                           layerScale: file.entries["\(prefix)blocks.0.ls1.gamma"] != nil, patchSize: patch, imageSize: config.imageSize)
-        let teacher = VisionTransformer(spec: spec, initialization: .uninitialized)
-        do {
-            try teacher.load(from: file, prefix: prefix, skip: { !$0.hasPrefix(prefix + "cls_token") && !$0.hasPrefix(prefix + "pos_embed") && !$0.hasPrefix(prefix + "patch_embed") && !$0.hasPrefix(prefix + "blocks.") && !$0.hasPrefix(prefix + "norm.") })
-        } catch let e as CheckpointError {
-            throw TokenizerError.checkpoint(e.description)
-        }
-        return try RepaAligner(teacher: ViTTeacher(teacher, name: name), config: config, seed: seed)
+        return try RepaAligner(teacher: ViTTeacher(teacher, name: (path as NSString).lastPathComponent), config: config, seed: seed)
     }
 
     /// weight * mean over images and positions of -cos(teacher feature, projected token).

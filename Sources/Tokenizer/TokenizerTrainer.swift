@@ -53,8 +53,7 @@ public struct PerceptualTerm {
 
     /// The weight at `globalStep` (the official code counts steps from 1).
     public func weight(at globalStep: Int) -> Float {
-        guard let warmup, warmup > 0 else { return weight }
-        return Swift.min(1, Float(globalStep) / Float(warmup)) * weight
+        Float(perceptualWeight(step: globalStep, weight: Double(weight), warmup: warmup))
     }
 }
 

@@ -113,3 +113,44 @@ public final class VisionTransformer: Module {
 func repeatBatch(_ t: Tensor, _ n: Int) -> Tensor {
     n == 1 ? t : concat(Array(repeating: t, count: n), axis: 0)
 }
+
+extension VisionTransformer {
+    /// A frozen ViT from safetensors (timm key names under `prefix`, e.g. "repa_model."): width,
+    /// depth, patch size, image size (grid x patch) and LayerScale are read from the tensors;
+    /// heads = width / 64 (DINOv2's convention; the weights cannot tell). Keys outside the ViT
+    /// (a classifier head, ...) are ignored; every ViT key is checked strictly.
+    public static func loadFrozen(file: SafeTensorsFile, prefix: String = "") throws -> VisionTransformer {
+        let name = (file.path as NSString).lastPathComponent
+        guard let pos = file.entries[prefix + "pos_embed"]?.shape, pos.count == 3,
+              let pw = file.entries[prefix + "patch_embed.proj.weight"]?.shape, pw.count == 4 else {
+            throw TokenizerError.checkpoint("\(name) does not hold a ViT under '\(prefix)' (no pos_embed / patch_embed.proj.weight)")
+        }
+        var depth = 0
+        while file.entries["\(prefix)blocks.\(depth).norm1.weight"] != nil { depth += 1 }
+        let width = pos[2], patch = pw[2]
+        let grid = Int(Double(pos[1] - 1).squareRoot().rounded())
+        guard grid * grid == pos[1] - 1, file.entries[prefix + "cls_token"] != nil else {
+            throw TokenizerError.unsupported("\(name): only ViTs with one class token and a square position table are supported")
+        }
+        let hidden = file.entries["\(prefix)blocks.0.mlp.fc1.weight"]?.shape.first ?? 4 * width
+        let spec = ViTSpec(width: width, depth: depth, heads: max(1, width / 64), mlpRatio: Double(hidden) / Double(width),
+                           layerScale: file.entries["\(prefix)blocks.0.ls1.gamma"] != nil, patchSize: patch, imageSize: grid * patch)
+        // The shapes above come from a few header entries: allocate only what the file can fill.
+        let d = width, t = grid * grid, h = hidden
+        let perBlock = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (spec.layerScale ? 2 * d : 0) + (h * d + h) + (d * h + d)
+        let (needed, overflow) = perBlock.multipliedReportingOverflow(by: max(depth, 1))
+        let held = file.entries.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        guard !overflow, needed + (3 * patch * patch + 1) * d + (1 + t) * d + 3 * d <= held else {
+            throw TokenizerError.checkpoint("\(name): its shapes describe a ViT of width \(d), depth \(depth) larger than the values the file holds")
+        }
+        let vit = VisionTransformer(spec: spec, initialization: .uninitialized)
+        let own = ["cls_token", "pos_embed", "patch_embed.", "blocks.", "norm."].map { prefix + $0 }
+        do {
+            try vit.load(from: file, prefix: prefix, skip: { key in !own.contains { key.hasPrefix($0) } })
+        } catch let e as CheckpointError {
+            throw TokenizerError.checkpoint(e.description)
+        }
+        vit.freeze()
+        return vit
+    }
+}

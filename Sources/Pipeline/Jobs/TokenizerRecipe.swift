@@ -73,7 +73,19 @@ public struct TokenizerRecipe: Codable, Equatable, Sendable {
     /// The perceptual network at `path`: an LPIPS file (official keys), a ViT in safetensors
     /// (LPIPSTimm-style) or a gen train-classifier folder (its conv features).
     func perceptualLoss(_ path: String) throws -> any PerceptualLoss {
-        throw PipelineError.invalidArgument("perceptual losses are being merged")
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw PipelineError.invalidArgument("The perceptual network \(path) does not exist.")
+        }
+        let file = isDir.boolValue ? path + "/model.safetensors" : path
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw PipelineError.invalidArgument("The perceptual network folder \(path) has no model.safetensors.")
+        }
+        let names = Set(try SafeTensorsFile(path: file).names)
+        if names.contains("conv1.weight") && names.contains("fc1.weight") { return try ClassifierFeatureLoss(path: file) }
+        if names.contains("net.slice1.0.weight") { return try LPIPS.load(path: file) }
+        if names.contains("pos_embed") { return try LPIPSTimm(path: file) }
+        throw PipelineError.invalidArgument("\(file) is neither LPIPS weights (net.slice1.0.weight, see docs/perceptual-loss.md), a ViT (pos_embed) nor a gen train-classifier model (conv1.weight).")
     }
 
     /// The aligner of this recipe (nil without a teacher).
