@@ -217,18 +217,7 @@ final class GenKillResumeTests: XCTestCase {
 
     /// Starts gen, waits until `ready()` holds, then kill -9.
     func killWhen(_ args: [String], timeout: Double = 60, _ ready: () -> Bool) throws -> Bool {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: genPath)
-        p.arguments = args + ["--threads", "1"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let start = Date()
-        while p.isRunning && !ready() && Date().timeIntervalSince(start) < timeout { usleep(5_000) }
-        let wasRunning = p.isRunning
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        return wasRunning
+        try killGen(args, timeout: timeout, ready)
     }
 
     func testPrecomputeSurvivesKill9() throws {
@@ -289,4 +278,20 @@ final class GenKillResumeTests: XCTestCase {
         XCTAssertEqual(FileManager.default.contents(atPath: d + "/tfull/checkpoint/training/train-model.safetensors"),
                        FileManager.default.contents(atPath: d + "/tcut/checkpoint/training/train-model.safetensors"))
     }
+}
+
+/// Starts gen, waits until `ready()` holds, then kill -9; true if it was still running.
+func killGen(_ args: [String], timeout: Double = 60, _ ready: () -> Bool) throws -> Bool {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: genPath)
+    p.arguments = args + ["--threads", "1"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let start = Date()
+    while p.isRunning && !ready() && Date().timeIntervalSince(start) < timeout { usleep(5_000) }
+    let wasRunning = p.isRunning
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
+    return wasRunning
 }

@@ -31,8 +31,7 @@ final class RecipeCLITests: XCTestCase {
             XCTAssertTrue(log.contains(field), "log.jsonl has no \(field)")
         }
         XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/full/checkpoint/training/discriminator.safetensors"))
-        let killer = GenKillResumeTests()
-        XCTAssertTrue(try killer.killWhen(args + ["--out", d + "/cut"]) {
+        XCTAssertTrue(try killGen(args + ["--out", d + "/cut"]) {
             FileManager.default.fileExists(atPath: d + "/cut/checkpoint/training/state.json")
         })
         r = try gen(args + ["--out", d + "/cut", "--resume"])

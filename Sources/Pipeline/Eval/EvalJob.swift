@@ -80,6 +80,39 @@ public enum EvalJob {
         Double(zip(predictions, labels).filter { $0 == $1 }.count) / Double(max(1, labels.count))
     }
 
+    /// What every evaluation with one classifier shares: the classifier, the test images'
+    /// features, its accuracy and the train-vs-test floor.
+    struct Reference {
+        let classifier: FashionClassifier
+        let testFeatures: Tensor
+        let testStats: GaussianStats
+        let accuracy: Double
+        let trainTestFD: Double
+    }
+
+    /// Computed once per process and classifier file (gen ablate evaluates many models).
+    nonisolated(unsafe) static var references: [String: (Date, Reference)] = [:]
+    static let referencesLock = NSLock()
+
+    static func reference(classifier path: String) throws -> Reference {
+        referencesLock.lock()
+        defer { referencesLock.unlock() }
+        let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? nil
+        if let (date, ref) = references[path], date == modified ?? .distantPast { return ref }
+        let classifier = try FashionClassifier.load(path: path)
+        classifier.freeze()
+        let test = try FashionMNIST(split: .test), train = try FashionMNIST(split: .train)
+        let testImages = classifierImages(test)
+        let (testFeatures, testPred) = classifier.evaluate(testImages)
+        let (trainFeatures, _) = classifier.evaluate(classifierImages(train, limit: test.count))
+        let testStats = GaussianStats(features: testFeatures)
+        let ref = Reference(classifier: classifier, testFeatures: testFeatures, testStats: testStats,
+                            accuracy: accuracy(testPred, test.labels),
+                            trainTestFD: try FrechetDistance.distance(GaussianStats(features: trainFeatures), testStats))
+        references[path] = (modified ?? .distantPast, ref)
+        return ref
+    }
+
     public static func run(_ o: EvalOptions, log: (String) -> Void = { print($0) }) throws -> EvalReport {
         var report = EvalReport()
         if let sit = o.sit {
@@ -89,16 +122,11 @@ public enum EvalJob {
                 throw PipelineError.invalidArgument("The SiT in \(sit) generates the classes \(names.prefix(3).joined(separator: ", "))\(names.count > 3 ? ", ..." : "") (\(names.count)), not Fashion-MNIST's \(FashionMNIST.classNames.prefix(3).joined(separator: ", ")), ... in that order; gen eval scores only Fashion-MNIST models.")
             }
         }
-        let classifier = try FashionClassifier.load(path: o.classifier)
-        classifier.freeze()
-        let test = try FashionMNIST(split: .test), train = try FashionMNIST(split: .train)
-        let testImages = classifierImages(test)
-        let (testFeatures, testPred) = classifier.evaluate(testImages)
-        report.classifierAccuracy = accuracy(testPred, test.labels)
+        let ref = try reference(classifier: o.classifier)
+        let (classifier, testFeatures, testStats) = (ref.classifier, ref.testFeatures, ref.testStats)
+        report.classifierAccuracy = ref.accuracy
         log(String(format: "classifier test accuracy: %.2f%%", report.classifierAccuracy * 100))
-        let (trainFeatures, _) = classifier.evaluate(classifierImages(train, limit: test.count))
-        let testStats = GaussianStats(features: testFeatures)
-        report.trainTestFD = try FrechetDistance.distance(GaussianStats(features: trainFeatures), testStats)
+        report.trainTestFD = ref.trainTestFD
         log(String(format: "train-vs-test FD (floor): %.3f", report.trainTestFD))
 
         // Reconstruction of the test split.
@@ -127,7 +155,7 @@ public enum EvalJob {
         report.reconstructionPSNR = psnrSum / Double(n)
         report.reconstructionSSIM = ssimSum / Double(n)
         let (reconFeatures, _) = classifier.evaluate(recon)
-        let (origFeatures, _) = classifier.evaluate(testImages.slice(axis: 0, 0..<n))
+        let origFeatures = testFeatures.slice(axis: 0, 0..<n)
         report.reconstructionFD = try FrechetDistance.distance(features: reconFeatures, origFeatures)
         log(String(format: "reconstruction: PSNR %.2f dB, SSIM %.4f, FD %.3f (%d test images)",
                    report.reconstructionPSNR, report.reconstructionSSIM, report.reconstructionFD, n))
