@@ -10,7 +10,10 @@ struct TrainTokenizer: ParsableCommand {
         discussion: """
         <out>/checkpoint holds the EMA weights as config.json + model.safetensors (the layout of the released SoftVQVAE/softvq-* folders, with vq_mean / vq_std measured on the data), plus the optimizer and data position for --resume. Metrics go to <out>/log.jsonl, the loss curve to <out>/loss.png.
 
+        The official recipe adds a perceptual loss (--perceptual: LPIPS weights, a ViT, or on Fashion-MNIST the classifier's conv features), a PatchGAN adversarial loss (--disc-weight, --disc-start, LeCAM, DiffAugment, the adaptive weight) and alignment of the latent tokens to a frozen teacher (--align-teacher); --quantizer vq|kl trains the ablation's baselines. The discriminator and projector are saved with the run and resume exactly. See docs/tokenizer-recipe.md.
+
         Example: gen train-tokenizer --dataset fashion-mnist --preset fashion32-small --steps 8000 --out runs/tok-small
+        Example: gen train-tokenizer --preset fashion32-small --perceptual Checkpoints/fashion-classifier --perceptual-warmup 1000 --disc-weight 0.2 --disc-start 2000 --lecam-weight 0.001 --align-teacher Checkpoints/fashion-classifier --align global --steps 8000 --out runs/tok-recipe
         """)
 
     @OptionGroup var compute: ComputeOptions

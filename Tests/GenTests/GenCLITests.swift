@@ -201,7 +201,7 @@ final class GenChainTests: XCTestCase {
     }
 
     func testEveryCommandHasHelpWithAnExample() throws {
-        for cmd in ["train-tokenizer", "precompute", "train", "sample", "reconstruct", "eval", "train-classifier", "info", "bench kernels", "init"] {
+        for cmd in ["train-tokenizer", "ablate", "precompute", "train", "sample", "reconstruct", "eval", "train-classifier", "info", "bench kernels", "init"] {
             let r = try gen(cmd.split(separator: " ").map(String.init) + ["--help"])
             XCTAssertEqual(r.status, 0, cmd)
             XCTAssertTrue(r.stdout.contains("Example"), "\(cmd) --help has no example")
