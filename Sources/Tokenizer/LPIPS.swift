@@ -6,8 +6,9 @@
 //
 // with s(v) = (v - shift) / scale (ScalingLayer), phi_l = normalize_tensor of the VGG16 feature
 // maps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3, normalize_tensor(v) = v / (||v||_c + 1e-10),
-// and lin_l a bias-free 1x1 convolution to one channel (behind a Dropout, inactive in eval mode,
-// hence the key `lin0.model.1.weight`). All weights are frozen.
+// and lin_l a bias-free 1x1 convolution to one channel (behind a Dropout, hence the key
+// `lin0.model.1.weight`; inactive in eval mode, active in the official training: see
+// `TrainingDropout`). All weights are frozen.
 //
 // Dimension legend: N batch, C channels, H x W spatial, S image side.
 
