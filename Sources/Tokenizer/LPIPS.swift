@@ -128,7 +128,7 @@ public final class VGG16Features: Module {
 public final class NetLinLayer: Module {
     public let conv: Conv2d
 
-    init(channels: Int, _ f: inout ParameterFactory) { conv = Conv2d(channels, 1, kernel: 1, bias: false, &f) }
+    public init(channels: Int, _ f: inout ParameterFactory) { conv = Conv2d(channels, 1, kernel: 1, bias: false, &f) }
 
     public var entries: [(String, ModuleEntry)] { [("model.1", .module(conv))] }
 
