@@ -6,8 +6,9 @@
 //
 // with s(v) = (v - shift) / scale (ScalingLayer), phi_l = normalize_tensor of the VGG16 feature
 // maps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3, normalize_tensor(v) = v / (||v||_c + 1e-10),
-// and lin_l a bias-free 1x1 convolution to one channel (behind a Dropout, inactive in eval mode,
-// hence the key `lin0.model.1.weight`). All weights are frozen.
+// and lin_l a bias-free 1x1 convolution to one channel (behind a Dropout, hence the key
+// `lin0.model.1.weight`; inactive in eval mode, active in the official training: see
+// `TrainingDropout`). All weights are frozen.
 //
 // Dimension legend: N batch, C channels, H x W spatial, S image side.
 
@@ -29,6 +30,30 @@ public protocol PerceptualLoss: AnyObject {
 public func perceptualWeight(step: Int, weight: Double, warmup: Int?) -> Double {
     guard let warmup, warmup > 0 else { return weight }
     return min(1, Double(step) / Double(warmup)) * weight
+}
+
+/// The learned heads' Dropout in training mode. The official trainer builds `LPIPS().eval()`,
+/// then calls `vq_loss.train()` (train/train_tokenizer.py), which puts every submodule back in
+/// training mode: the heads' `nn.Dropout()` (p = 0.5) then zeroes each squared feature
+/// difference with probability p and scales the rest by 1 / (1 - p) (unbiased; values vary
+/// by about 1-2% between calls). nil on a loss is eval mode (deterministic).
+public struct TrainingDropout: Sendable {
+    public var probability: Float
+    public var rng: RandomGenerator
+
+    public init(probability: Float = 0.5, seed: UInt64) {
+        precondition(probability >= 0 && probability < 1, "dropout probability \(probability) outside [0, 1)")
+        self.probability = probability
+        rng = RandomGenerator(seed: seed)
+    }
+
+    /// x times a fresh constant mask of zeros and 1 / (1 - p).
+    public mutating func apply(_ x: Tensor) -> Tensor {
+        let mask = Tensor(uninitialized: x.shape)
+        let keep = 1 / (1 - probability), p = Double(probability)
+        for i in 0..<mask.count { mask.pointer[i] = rng.uniform() < p ? 0 : keep }
+        return x * mask
+    }
 }
 
 // MARK: - VGG16 feature stages
@@ -103,7 +128,7 @@ public final class VGG16Features: Module {
 public final class NetLinLayer: Module {
     public let conv: Conv2d
 
-    init(channels: Int, _ f: inout ParameterFactory) { conv = Conv2d(channels, 1, kernel: 1, bias: false, &f) }
+    public init(channels: Int, _ f: inout ParameterFactory) { conv = Conv2d(channels, 1, kernel: 1, bias: false, &f) }
 
     public var entries: [(String, ModuleEntry)] { [("model.1", .module(conv))] }
 
@@ -123,6 +148,8 @@ public final class LPIPS: Module, PerceptualLoss {
     public let scale: Tensor   // (1, 3, 1, 1)
     public let net: VGG16Features
     public let lins: [NetLinLayer]
+    /// The heads' Dropout as in the official training (see `TrainingDropout`); nil: eval mode.
+    public var trainingDropout: TrainingDropout?
 
     /// The official ScalingLayer constants.
     public static let officialShift: [Float] = [-0.030, -0.088, -0.188]
@@ -180,7 +207,8 @@ public final class LPIPS: Module, PerceptualLoss {
         let fa = net((a - shift) / scale), fb = net((b - shift) / scale)    // 5 x (N, C_l, H_l, W_l)
         var total: Tensor? = nil
         for l in 0..<5 {
-            let d = (fa[l].channelNormalized() - fb[l].channelNormalized()).square()   // (N, C_l, H_l, W_l)
+            var d = (fa[l].channelNormalized() - fb[l].channelNormalized()).square()   // (N, C_l, H_l, W_l)
+            if trainingDropout != nil { d = trainingDropout!.apply(d) }
             let r = lins[l](d).mean(axes: [2, 3]).reshaped([n])                     // (N)
             total = total.map { $0 + r } ?? r
         }

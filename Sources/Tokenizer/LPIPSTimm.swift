@@ -45,6 +45,9 @@ public final class LPIPSTimm: PerceptualLoss {
     public let name = "lpips-timm-vit"
     public let vit: VisionTransformer
     public let term: Term
+    /// The learned heads' Dropout as in the official training (see `TrainingDropout`; the
+    /// Identity heads and the logit term have none); nil: eval mode.
+    public var trainingDropout: TrainingDropout?
 
     static let mean: [Float] = [0.485, 0.456, 0.406]
     static let std: [Float] = [0.229, 0.224, 0.225]
@@ -117,7 +120,9 @@ public final class LPIPSTimm: PerceptualLoss {
                 let diff = (x.channelNormalized() - y.channelNormalized()).square()          // (N, D, T)
                 let r: Tensor
                 if let heads {
-                    r = heads[k](diff.reshaped([n, d, t, 1])).mean(axes: [1, 2, 3])          // (N)
+                    var h = diff.reshaped([n, d, t, 1])                                      // (N, D, T, 1)
+                    if trainingDropout != nil { h = trainingDropout!.apply(h) }
+                    r = heads[k](h).mean(axes: [1, 2, 3])                                    // (N)
                 } else {
                     r = diff.mean(axes: [1, 2])                                              // (N)
                 }

@@ -114,3 +114,23 @@ final class LPIPSParityTests: XCTestCase {
         }
     }
 }
+
+/// The heads' Dropout of the official training mode: values vary from call to call, and their
+/// mean over many calls is the eval-mode value (the official Dropout is unbiased).
+final class LPIPSTrainingDropoutTests: XCTestCase {
+    func testUnbiasedAndRandom() throws {
+        let lpips = try LPIPS.load(path: LPIPSParityTests.weights())
+        let io = try LPIPSParityTests.io()
+        let x = try io.tensor("x"), xHat = try io.tensor("x_hat")
+        let eval = Autograd.noGrad { lpips(x, xHat).item }
+        lpips.trainingDropout = TrainingDropout(seed: 7)
+        let draws = (0..<120).map { _ in Double(Autograd.noGrad { lpips(x, xHat).item }) }
+        lpips.trainingDropout = nil
+        let mean = draws.reduce(0, +) / Double(draws.count)
+        let sd = (draws.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(draws.count - 1)).squareRoot()
+        print("LPIPS training dropout: eval \(eval), mean of 120 draws \(mean), sd \(sd)")
+        XCTAssertGreaterThan(sd, 1e-4 * Double(eval))
+        XCTAssertEqual(mean, Double(eval), accuracy: 4 * sd / Double(draws.count).squareRoot())
+        XCTAssertEqual(Autograd.noGrad { lpips(x, xHat).item }, eval)
+    }
+}
