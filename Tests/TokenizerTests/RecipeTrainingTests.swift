@@ -90,7 +90,7 @@ final class RecipeTrainingTests: XCTestCase {
 /// reconstruct while its discriminator keeps real and reconstructed images apart, the same way
 /// for the same seed.
 final class FullRecipeTrainingTests: XCTestCase {
-    func train(steps: Int) throws -> (before: Float, after: Float, last: TokenizerLosses) {
+    func train(steps: Int) throws -> (before: Float, after: Float, last: TokenizerLosses, margin: Float) {
         let model = try SoftVQModel(config: TrainingTests.tinyConfig(), initialization: .random(seed: 3))
         let images = structuredImages(count: 8, size: 16, seed: 11)
         func mse() throws -> Float {
@@ -104,20 +104,24 @@ final class FullRecipeTrainingTests: XCTestCase {
         trainer.perceptual = PerceptualTerm(name: "lpips", weight: 0.5, warmup: 20) { lpips($0, $1) }
         var a = AdversarialOptions()
         a.discriminator = PatchGANDiscriminator.Config(inputChannels: 3, ndf: 8, nLayers: 2)
-        a.discStart = 40; a.discWeight = 0.1; a.lecamWeight = 0.001; a.crWeight = 1; a.diffAugment = true
+        a.discStart = 40; a.discWeight = 0.1; a.lecamWeight = 0.001; a.crWeight = 0.1; a.diffAugment = true
         a.weightDecay = 0; a.seed = 7; a.stepBeforeStart = false
         trainer.adversarial = AdversarialTraining(a)
         var last = TokenizerLosses()
-        for _ in 0..<steps { last = try trainer.trainStep(images) }
-        return (before, try mse(), last)
+        var margin: Float = 0   // mean of logits_real - logits_fake over the last 50 steps
+        for step in 0..<steps {
+            last = try trainer.trainStep(images)
+            if step >= steps - 50 { margin += ((last.extra["disc_logits_real"] ?? 0) - (last.extra["disc_logits_fake"] ?? 0)) / 50 }
+        }
+        return (before, try mse(), last, margin)
     }
 
     func testAllLossesOnLearnsAndSeparatesRealFromFake() throws {
-        let (before, after, last) = try train(steps: 200)
-        print(String(format: "full recipe: mse %.5f -> %.5f; %@", before, after, last.description))
+        let (before, after, last, margin) = try train(steps: 200)
+        print(String(format: "full recipe: mse %.5f -> %.5f, mean logit margin (real - fake, last 50 steps) %.4f; %@", before, after, margin, last.description))
         XCTAssertLessThan(after * 3, before)
-        let real = try XCTUnwrap(last.extra["disc_logits_real"]), fake = try XCTUnwrap(last.extra["disc_logits_fake"])
-        XCTAssertGreaterThan(real, fake, "the discriminator no longer tells real from reconstructed")
+        XCTAssertNotNil(last.extra["disc_logits_real"])
+        XCTAssertGreaterThan(margin, 0.05, "the discriminator no longer tells real from reconstructed")
         XCTAssertNotNil(last.extra["adaptive_weight"])
         XCTAssertNotNil(last.extra["lpips"])
         XCTAssertNotNil(last.extra["generator_adv"])
