@@ -19,13 +19,19 @@ struct Ablate: ParsableCommand {
     @Option(help: "Comma-separated posteriors (kl, vq, softvq).") var quantizers = "kl,vq,softvq"
     @Option(help: "Comma-separated latent token counts.") var tokens = "16,32"
     @Option(help: "Comma-separated seeds (two or more give the seed-to-seed spread).") var seeds = "0,1"
+    @Option(parsing: .unconditional, help: "Override the preset's ViT width.") var width: Int?
+    @Option(parsing: .unconditional, help: "Override the preset's ViT depth.") var depth: Int?
+    @Option(parsing: .unconditional, help: "Override the preset's attention heads.") var heads: Int?
     @Option(parsing: .unconditional, help: "Optimizer steps per tokenizer.") var steps = 1000
+    @Option(parsing: .unconditional, help: "Peak learning rate of the tokenizers.") var lr: Float = 1e-3
     @Option(name: [.customShort("b"), .customLong("batch-size")], parsing: .unconditional, help: "Images per tokenizer step.") var batchSize = 32
     @Option(name: .customLong("eval-images"), parsing: .unconditional, help: "Test images the reconstructions are scored on.") var evalImages = 2000
     @Option(name: .customLong("align-teacher"), help: "Alignment teacher (default: the classifier).") var alignTeacher: String?
     @Option(name: .customLong("align-weight"), parsing: .unconditional, help: "Alignment loss weight.") var alignWeight: Float = 0.1
     @Option(help: "Alignment: global or repeat.") var align = "global"
     @Option(name: .customLong("sit-steps"), parsing: .unconditional, help: "SiT steps of the generation half (0 skips it).") var sitSteps = 3000
+    @Option(name: .customLong("sit-hidden"), parsing: .unconditional, help: "SiT width of the generation half.") var sitHidden = 256
+    @Option(name: .customLong("sit-depth"), parsing: .unconditional, help: "SiT depth of the generation half.") var sitDepth = 6
     @Option(name: .customLong("per-class"), parsing: .unconditional, help: "Generated images per class for the generation scores.") var perClass = 100
     @Option(name: [.customLong("cfg-scale"), .customLong("cfg")], parsing: .unconditional, help: "Guidance scale of the generation scores.") var cfgScale: Double = 1.5
     @Option(name: .customLong("limit"), parsing: .unconditional, help: "Encode only N training images for the SiT (quick runs).") var limit: Int?
@@ -33,6 +39,12 @@ struct Ablate: ParsableCommand {
     func validate() throws {
         _ = try parse()
         try require(steps, "--steps", in: 1...10_000_000)
+        try require(width, "--width", in: Limits.width)
+        try require(depth, "--depth", in: Limits.depth)
+        try require(heads, "--heads", in: Limits.heads)
+        try require(lr, "--lr", in: 1e-8...1)
+        try require(sitHidden, "--sit-hidden", in: Limits.width)
+        try require(sitDepth, "--sit-depth", in: Limits.depth)
         try require(batchSize, "--batch-size", in: 1...4096)
         try require(evalImages, "--eval-images", in: 1...10_000)
         try require(sitSteps, "--sit-steps", in: 0...10_000_000)
@@ -57,7 +69,8 @@ struct Ablate: ParsableCommand {
         compute.apply()
         let (q, t, s) = try parse()
         var o = AblationOptions(out: out, classifier: classifier)
-        o.preset = preset; o.quantizers = q; o.tokens = t; o.seeds = s; o.steps = steps; o.batchSize = batchSize
+        o.preset = preset; o.width = width; o.depth = depth; o.heads = heads; o.lr = lr
+        o.sitHidden = sitHidden; o.sitDepth = sitDepth; o.quantizers = q; o.tokens = t; o.seeds = s; o.steps = steps; o.batchSize = batchSize
         o.evalImages = evalImages; o.alignTeacher = alignTeacher; o.alignWeight = alignWeight; o.align = align
         o.sitSteps = sitSteps; o.samplesPerClass = perClass; o.cfgScale = cfgScale; o.precomputeLimit = limit
         try userFacing { try AblationJob.run(o, command: commandLine()) }

@@ -16,6 +16,10 @@ public struct AblationOptions: Sendable {
     public var classifier: String
     public var dataset = "fashion-mnist"
     public var preset = "fashion32-small"
+    /// Overrides of the preset's ViTs (nil: the preset's).
+    public var width: Int? = nil
+    public var depth: Int? = nil
+    public var heads: Int? = nil
     public var quantizers: [QuantizerKind] = [.kl, .vq, .softvq]
     public var tokens: [Int] = [16, 32]
     public var seeds: [UInt64] = [0, 1]
@@ -31,6 +35,8 @@ public struct AblationOptions: Sendable {
     /// SiT budget of the generation half (0 skips it) and its evaluation.
     public var sitSteps = 3000
     public var sitBatchSize = 64
+    public var sitHidden = 256
+    public var sitDepth = 6
     public var samplesPerClass = 100
     public var cfgScale = 1.5
     public var sampleSteps = 25
@@ -86,7 +92,8 @@ public enum AblationJob {
         let reportPath = o.out + "/ablation.json"
         var report = (try? JSONDecoder().decode(AblationReport.self, from: Data(contentsOf: URL(fileURLWithPath: reportPath)))) ?? AblationReport()
         if !command.isEmpty && report.commands.last != command { report.commands.append(command) }
-        report.budget = "\(o.preset), \(o.steps) steps of batch \(o.batchSize) per tokenizer (lr \(o.lr)), scored on \(o.evalImages) test images; SiT \(o.sitSteps) steps of batch \(o.sitBatchSize), \(o.samplesPerClass * 10) samples at cfg \(o.cfgScale), \(o.sampleSteps) Euler steps"
+        let vit = [o.width.map { "width \($0)" }, o.depth.map { "depth \($0)" }, o.heads.map { "\($0) heads" }].compactMap { $0 }
+        report.budget = "\(o.preset)\(vit.isEmpty ? "" : " (" + vit.joined(separator: ", ") + ")"), \(o.steps) steps of batch \(o.batchSize) per tokenizer (lr \(o.lr)), scored on \(o.evalImages) test images; SiT (width \(o.sitHidden), depth \(o.sitDepth)) \(o.sitSteps) steps of batch \(o.sitBatchSize), \(o.samplesPerClass * 10) samples at cfg \(o.cfgScale), \(o.sampleSteps) Euler steps"
         func save() throws {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -110,6 +117,7 @@ public enum AblationJob {
             var to = TokenizerTrainingOptions()
             to.dataset = o.dataset; to.preset = o.preset; to.steps = o.steps; to.batchSize = o.batchSize
             to.lr = o.lr; to.minLR = o.lr / 10; to.warmup = min(500, o.steps / 10); to.seed = s; to.tokens = t
+            to.width = o.width; to.depth = o.depth; to.heads = o.heads
             to.saveEvery = max(100, o.steps / 4); to.logEvery = max(10, o.steps / 40)
             var recipe = TokenizerRecipe()
             recipe.quantizer = q
@@ -148,6 +156,7 @@ public enum AblationJob {
                 }
                 var so = SiTTrainingOptions()
                 so.cache = cache; so.tokenizer = tokFolder; so.steps = o.sitSteps; so.batchSize = o.sitBatchSize
+                so.hiddenSize = o.sitHidden; so.depth = o.sitDepth; so.numHeads = max(1, o.sitHidden / 64)
                 so.seed = s; so.warmup = min(500, o.sitSteps / 10); so.saveEvery = max(100, o.sitSteps / 4)
                 so.logEvery = max(10, o.sitSteps / 40)
                 let sitFolder = o.out + "/" + name
