@@ -190,6 +190,13 @@ public final class TokenizerTrainingJob: TrainingTask {
     public func adopt(step: Int, progress: Progress) throws {
         trainer.restore(step: step)
         trainer.optimizer.step = step
+        if let a = trainer.adversarial {
+            // The discriminator has been updated at global steps >= disc_start (steps before it
+            // are skipped); its moments arrive by broadcast, its bias correction needs the count.
+            let updates = max(0, step - max(a.options.discStart, 1) + 1)
+            a.decayed.step = updates
+            a.undecayed.step = updates
+        }
     }
 
     var stepsPerEpoch: Int { count / options.batchSize }
