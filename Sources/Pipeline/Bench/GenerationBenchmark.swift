@@ -226,18 +226,46 @@ public enum GenerationBenchmark {
 
         var tc = try TokenizerConfig.preset("fashion32")
         if smoke { tc.encEmbedDim = 32; tc.decEmbedDim = 32; tc.encDepth = 1; tc.decDepth = 1; tc.encNumHeads = 1; tc.decNumHeads = 1 }
-        let tok = try SoftVQModel(config: tc, initialization: .random(seed: 0))
         let tb = smoke ? 2 : 32
-        let trainerT = try TokenizerTrainer(model: tok)
         let images = rng.uniformTensor([tb, 3, tc.imageSize, tc.imageSize], low: -1, high: 1)
-        let st = try measure(warmup: 1, repeats: repeats) { _ = try trainerT.trainStep(images) }
         let spec = try tc.encoderSpec
         let tokens = Double(1 + spec.numPatches + tc.numLatentTokens)
         let perBlock = 24 * Double(spec.width * spec.width) * tokens + 4 * tokens * tokens * Double(spec.width)
         let gflop = 3 * Double(tb) * perBlock * Double((try tc.encoderSpec).depth + (try tc.decoderSpec).depth) / 1e9
-        rows.append(BenchRow(name: "tokenizer training step (\(smoke ? "tiny" : "fashion32"), AdamW + EMA)", tokens: tc.numLatentTokens, batch: tb,
-                             seconds: st, gflop: gflop, imagesPerSecond: Double(tb) / st.median))
-        log(String(format: "%@: %.3f s", rows.last!.name, st.median))
+        // The recipe's terms, interleaved step by step: reconstruction only, + the classifier-
+        // feature perceptual loss, + the PatchGAN (hinge, LeCAM, CR, DiffAugment, adaptive
+        // weight), and both. The classifier and discriminator have random weights (their cost
+        // does not depend on the values).
+        func recipeTrainer(perceptual: Bool, adversarial: Bool) throws -> TokenizerTrainer {
+            let t = try TokenizerTrainer(model: try SoftVQModel(config: tc, initialization: .random(seed: 0)))
+            if perceptual {
+                let loss = ClassifierFeatureLoss(classifier: FashionClassifier(seed: 1))
+                t.perceptual = PerceptualTerm(name: loss.name, weight: 1, warmup: nil) { loss($0, $1) }
+            }
+            if adversarial {
+                var a = AdversarialOptions()
+                a.discriminator = PatchGANDiscriminator.Config(ndf: smoke ? 8 : 64, nLayers: smoke ? 2 : 3)
+                a.discStart = 0; a.discWeight = 0.2; a.lecamWeight = 0.001; a.crWeight = 4; a.diffAugment = true
+                t.adversarial = AdversarialTraining(a)
+            }
+            return t
+        }
+        let variants: [(String, TokenizerTrainer)] = [
+            ("reconstruction + entropy", try recipeTrainer(perceptual: false, adversarial: false)),
+            ("+ perceptual (classifier features)", try recipeTrainer(perceptual: true, adversarial: false)),
+            ("+ PatchGAN (LeCAM, CR, DiffAugment, adaptive weight)", try recipeTrainer(perceptual: false, adversarial: true)),
+            ("+ perceptual + PatchGAN", try recipeTrainer(perceptual: true, adversarial: true)),
+        ]
+        var failure: Error?
+        let times = measureInterleaved(variants.map { name, t in (name, { do { try t.trainStep(images) } catch { failure = error } }) },
+                                       warmup: 1, repeats: repeats)
+        if let failure { throw failure }
+        for (name, _) in variants {
+            let st = times[name]!
+            rows.append(BenchRow(name: "tokenizer training step (\(smoke ? "tiny" : "fashion32"), AdamW + EMA): \(name)", tokens: tc.numLatentTokens,
+                                 batch: tb, seconds: st, gflop: gflop, imagesPerSecond: Double(tb) / st.median))
+            log(String(format: "%@: %.3f s (%.2f steps/s)", rows.last!.name, st.median, 1 / st.median))
+        }
         return rows
     }
 }
