@@ -228,16 +228,8 @@ final class KillDuringOverwriteTests: XCTestCase {
 
     /// Starts gen and kills it with SIGKILL after `delay` seconds (or lets it finish first).
     func killAfter(_ delay: Double, _ args: [String]) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: genPath)
-        p.arguments = args + ["--threads", "1"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
         let deadline = Date().addingTimeInterval(delay)
-        while p.isRunning && Date() < deadline { usleep(2_000) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        _ = try killGen(args, timeout: delay + 1) { Date() >= deadline }
     }
 
     func testKilledOverwritesAlwaysLeaveACompleteResult() throws {
