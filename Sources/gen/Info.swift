@@ -86,10 +86,18 @@ struct Info: ParsableCommand {
             let dtypes = Set(weights.entries.values.map { $0.dtype.rawValue }).sorted().joined(separator: ", ")
             if obj["codebook_size"] != nil {
                 let m = try SoftVQModel.load(folder: folder, log: { _ in })
-                print("SoftVQ tokenizer \(folder)")
+                let c = m.config
+                let kind = ["softvq": "SoftVQ tokenizer", "vq": "hard-VQ tokenizer (ablation baseline)",
+                            "kl": "KL (Gaussian) tokenizer (ablation baseline)"][c.quantizer.rawValue]!
+                print("\(kind) \(folder)")
                 print("  image \(m.imageSize) px -> \(m.numLatentTokens) tokens x \(m.latentDim) channels")
-                print("  encoder \(try m.config.encoderSpec), decoder \(try m.config.decoderSpec)")
-                print("  codebooks: \(m.config.numCodebooks) x \(m.config.codebookSize), tau \(m.config.tau); vq_mean \(m.config.vqMean), vq_std \(m.config.vqStd)")
+                print("  encoder \(try c.encoderSpec), decoder \(try c.decoderSpec)")
+                switch c.quantizer {
+                case .softvq: print("  codebooks: \(c.numCodebooks) x \(c.codebookSize), tau \(c.tau); vq_mean \(c.vqMean), vq_std \(c.vqStd)")
+                case .vq: print("  codebook: \(c.codebookSize) x \(c.codebookEmbedDim), commitment beta \(c.commitLossBeta); vq_mean \(c.vqMean), vq_std \(c.vqStd)")
+                case .kl: print("  Gaussian posterior, kl weight \(c.klLossWeight) (latents: its mean); vq_mean \(c.vqMean), vq_std \(c.vqStd)")
+                }
+                if c.repa { print("  trained with alignment to \(c.repaModel) (\(c.repaAlign), weight \(c.repaLossWeight))") }
             } else {
                 let m = try SiT.load(folder: folder)
                 let c = m.config
