@@ -62,7 +62,7 @@ public struct ModelCard {
         var s: [String] = []
         let what = kind == "sit"
             ? "a class-conditional SiT (flow matching) over 1-D SoftVQ latent tokens"
-            : "a SoftVQ-VAE image tokenizer (ViT encoder with latent tokens, soft vector quantization, ViT decoder)"
+            : "a SoftVQ-VAE image tokenizer (ViT encoder with latent tokens, a latent posterior, ViT decoder)"
         s.append("# \(name)")
         s.append("")
         s.append("\(what.prefix(1).uppercased() + what.dropFirst()), trained with softvq-swift (a Swift implementation of SoftVQ-VAE, arXiv 2412.10958; official code github.com/Hhhhhhao/continuous_tokenizer).")
@@ -87,7 +87,15 @@ public struct ModelCard {
             if let e = try? c.encoderSpec, let d = try? c.decoderSpec {
                 s.append("- architecture: \(c.imageSize) px, patch \(c.encPatchSize); encoder ViT width \(e.width), depth \(e.depth), \(e.heads) heads; decoder width \(d.width), depth \(d.depth), \(d.heads) heads")
             }
-            s.append("- latent: \(c.numLatentTokens) tokens x \(c.codebookEmbedDim) channels; \(c.numCodebooks) codebook(s) of \(c.codebookSize), tau \(c.tau)")
+            switch c.quantizer {
+            case .softvq:
+                s.append("- latent: \(c.numLatentTokens) tokens x \(c.codebookEmbedDim) channels; soft vector quantization over \(c.numCodebooks) codebook(s) of \(c.codebookSize), tau \(c.tau)")
+            case .vq:
+                s.append("- latent: \(c.numLatentTokens) tokens x \(c.codebookEmbedDim) channels; hard vector quantization (the ablation's VQ baseline, official VQModel) over one codebook of \(c.codebookSize), commitment beta \(c.commitLossBeta)")
+            case .kl:
+                s.append("- latent: \(c.numLatentTokens) tokens x \(c.codebookEmbedDim) channels; a diagonal Gaussian posterior (the ablation's KL baseline, official KLModel), kl weight \(c.klLossWeight); latents are its mean")
+            }
+            if c.repa { s.append("- trained with alignment of the latent tokens to `\(c.repaModel)` (\(c.repaAlign), weight \(c.repaLossWeight))") }
         }
         s.append("")
         s.append("## Training")
