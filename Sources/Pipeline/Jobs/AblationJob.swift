@@ -221,7 +221,7 @@ public enum AblationJob {
                 s += " | \(cell(rows.map { $0.classFidelity * 100 }, "%.1f"))% | \(cell(rows.map(\.tokenizerPSNR), "%.2f")) |\n"
             }
         }
-        s += "\nThe paper's ordering (Table ablation, ImageNet 256): the KL posterior reconstructs worst, hard VQ between, SoftVQ best under high compression (few tokens); alignment improves generation.\n"
+        s += "\nThe paper's ordering (its ablation on ImageNet 256 x 256): the KL posterior reconstructs worst, hard VQ between, SoftVQ best under high compression (few tokens); alignment improves generation.\n"
         if !r.commands.isEmpty { s += "\nMade by:\n\n```\n" + r.commands.joined(separator: "\n") + "\n```\n" }
         try atomicWrite(Data(s.utf8), to: path)
     }
