@@ -6,6 +6,7 @@
 // ablation.json and ablation.png; every stage is a resumable run folder or a cached result,
 // so an interrupted ablation continues where it stopped.
 
+import Formats
 import Foundation
 import Render
 import Tensor
@@ -88,6 +89,10 @@ public enum AblationJob {
     }
 
     public static func run(_ o: AblationOptions, command: String = "", log: @escaping (String) -> Void = { print($0) }) throws {
+        // Everything is scored with the classifier: refuse a missing one before any training.
+        guard FileManager.default.fileExists(atPath: o.classifier + "/model.safetensors") else {
+            throw PipelineError.invalidArgument("The classifier folder \(o.classifier) has no model.safetensors (make one with gen train-classifier).")
+        }
         try FileManager.default.createDirectory(atPath: o.out, withIntermediateDirectories: true)
         let reportPath = o.out + "/ablation.json"
         var report = (try? JSONDecoder().decode(AblationReport.self, from: Data(contentsOf: URL(fileURLWithPath: reportPath)))) ?? AblationReport()
