@@ -25,6 +25,7 @@ struct TrainTokenizer: ParsableCommand {
     @Option(parsing: .unconditional, help: "Override the preset's ViT width (encoder and decoder).") var width: Int?
     @Option(parsing: .unconditional, help: "Override the preset's ViT depth.") var depth: Int?
     @Option(parsing: .unconditional, help: "Override the preset's attention heads.") var heads: Int?
+    @Option(name: .customLong("patch-size"), parsing: .unconditional, help: "Override the ViT patch size (encoder and decoder; must divide the image size).") var patchSize: Int?
     @Option(parsing: .unconditional, help: "Override the number of latent tokens.") var tokens: Int?
     @Option(parsing: .unconditional, help: "Override the number of codebooks.") var codebooks: Int?
     @Option(name: .customLong("codebook-size"), parsing: .unconditional, help: "Override the codewords per codebook.") var codebookSize: Int?
@@ -47,6 +48,7 @@ struct TrainTokenizer: ParsableCommand {
         try require(width, "--width", in: Limits.width)
         try require(depth, "--depth", in: Limits.depth)
         try require(heads, "--heads", in: Limits.heads)
+        try require(patchSize, "--patch-size", in: 1...64)
         try require(tokens, "--tokens", in: 1...4096)
         try require(codebooks, "--codebooks", in: 1...4096)
         try require(codebookSize, "--codebook-size", in: 1...1_048_576)
@@ -63,7 +65,7 @@ struct TrainTokenizer: ParsableCommand {
         o.dataset = dataset; o.preset = preset; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr
         o.warmup = warmup; o.minLR = lr / 10; o.emaDecay = emaDecay; o.l1 = l1; o.seed = seed; o.limit = limit
         o.saveEvery = saveEvery; o.logEvery = logEvery
-        o.width = width; o.depth = depth; o.heads = heads; o.tokens = tokens; o.codebooks = codebooks
+        o.width = width; o.depth = depth; o.heads = heads; o.patchSize = patchSize; o.tokens = tokens; o.codebooks = codebooks
         o.codebookSize = codebookSize; o.codebookDim = codebookDim
         o.recipe = recipe.recipe
         try userFacing {

@@ -145,6 +145,21 @@ final class GenChainTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("was made by tokenizer"), r.stderr)
     }
 
+    /// --patch-size reaches both ViTs' config; one that does not divide the image is one
+    /// sentence before anything is written.
+    func testPatchSizeOverride() throws {
+        let d = tempDir("patch")
+        var r = try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "1", "--limit", "16", "--patch-size", "8"] + tinyTokenizerArgs)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let config = try String(contentsOfFile: d + "/tok/checkpoint/config.json", encoding: .utf8)
+        XCTAssertTrue(config.contains("\"enc_patch_size\" : 8"), config)
+        XCTAssertTrue(config.contains("\"dec_patch_size\" : 8"), config)
+        r = try gen(["train-tokenizer", "--out", d + "/bad", "--steps", "1", "--limit", "16", "--patch-size", "5"] + tinyTokenizerArgs)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/bad/checkpoint"))
+    }
+
     func testExistingOutputsAreRefusedAndKept() throws {
         let d = tempDir("refuse")
         try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32"] + tinyTokenizerArgs)

@@ -29,10 +29,12 @@ public struct TokenizerTrainingOptions: TrainingOptions, Sendable {
     public var limit: Int? = nil
     public var saveEvery: Int = 500
     public var logEvery: Int = 25
-    /// Overrides of the preset (both ViTs): width, depth, heads; latent tokens and codebooks.
+    /// Overrides of the preset (both ViTs): width, depth, heads, patch size; latent tokens and
+    /// codebooks.
     public var width: Int? = nil
     public var depth: Int? = nil
     public var heads: Int? = nil
+    public var patchSize: Int? = nil
     public var tokens: Int? = nil
     public var codebooks: Int? = nil
     public var codebookSize: Int? = nil
@@ -49,6 +51,7 @@ public struct TokenizerTrainingOptions: TrainingOptions, Sendable {
         if let width { c.encEmbedDim = width; c.decEmbedDim = width }
         if let depth { c.encDepth = depth; c.decDepth = depth }
         if let heads { c.encNumHeads = heads; c.decNumHeads = heads }
+        if let patchSize { c.encPatchSize = patchSize; c.decPatchSize = patchSize }
         if let tokens { c.numLatentTokens = tokens }
         if let codebooks { c.numCodebooks = codebooks }
         if let codebookSize { c.codebookSize = codebookSize }
