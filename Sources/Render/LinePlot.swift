@@ -53,6 +53,19 @@ func tickLabel(_ v: Double) -> String {
 }
 
 public struct LinePlot {
+    /// The legend column right of the plot: a 10-pixel swatch, a gap, then the longest name,
+    /// at most a third of the image.
+    static func legendWidth(names: [String], plotWidth width: Int) -> Int {
+        min(width / 3, (names.map { BitmapFont.width($0) }.max() ?? 0) + legendTextOffset + 6)
+    }
+    /// Names are drawn this far right of the legend's left edge (swatch + gap).
+    static let legendTextOffset = 24
+    /// How many characters of a name fit in a legend of this width (names longer than that
+    /// are cut).
+    static func legendCharacters(legendWidth: Int) -> Int {
+        max(1, (legendWidth - legendTextOffset + 1) / BitmapFont.advance)
+    }
+
     public struct Series {
         public var name: String
         public var x: [Double]
@@ -87,7 +100,7 @@ public struct LinePlot {
         let m = Self.margins
         // The legend sits right of the plot area, never over the data.
         let named = series.filter { !$0.name.isEmpty }
-        let legendW = named.isEmpty ? 0 : min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 30)
+        let legendW = named.isEmpty ? 0 : LinePlot.legendWidth(names: named.map(\.name), plotWidth: width)
         let plotW = width - m.left - m.right - legendW, plotH = height - m.top - m.bottom
         canvas.text(title, x: max(2, (width - BitmapFont.width(title)) / 2), y: 8)
         let ty: (Double) -> Double? = { v in
@@ -133,7 +146,7 @@ public struct LinePlot {
             if !s.name.isEmpty, let row = named.firstIndex(where: { $0.name == s.name }) {
                 let lx = m.left + plotW + 10, ly = m.top + 4 + row * 13
                 canvas.fill(x: lx, y: ly + 2, width: 10, height: 3, color)
-                let maxChars = max(1, (legendW - 30) / BitmapFont.advance)
+                let maxChars = LinePlot.legendCharacters(legendWidth: legendW)
                 canvas.text(s.name.count > maxChars ? String(s.name.prefix(maxChars)) : s.name, x: lx + 14, y: ly)
             }
         }
@@ -181,7 +194,7 @@ public struct BarChart {
         let lines = labels.map { $0.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
         m.bottom += 11 * max(0, (lines.map(\.count).max() ?? 1) - 1)
         let named = series.filter { !$0.name.isEmpty }
-        let legendW = named.count > 1 ? min(width / 3, (named.map { BitmapFont.width($0.name) }.max() ?? 0) + 30) : 0
+        let legendW = named.count > 1 ? LinePlot.legendWidth(names: named.map(\.name), plotWidth: width) : 0
         let plotW = width - m.left - m.right - legendW, plotH = height - m.top - m.bottom
         canvas.text(title, x: max(2, (width - BitmapFont.width(title)) / 2), y: 8)
         let finite = series.flatMap(\.values).filter(\.isFinite)
@@ -227,7 +240,7 @@ public struct BarChart {
             let j = series.firstIndex { $0.name == s.name } ?? row
             let lx = m.left + plotW + 10, ly = m.top + 4 + row * 13
             canvas.fill(x: lx, y: ly + 2, width: 10, height: 3, plotPalette[j % plotPalette.count])
-            let maxChars = max(1, (legendW - 30) / BitmapFont.advance)
+            let maxChars = LinePlot.legendCharacters(legendWidth: legendW)
             canvas.text(s.name.count > maxChars ? String(s.name.prefix(maxChars)) : s.name, x: lx + 14, y: ly)
         }
         return canvas

@@ -46,7 +46,22 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("--overwrite"), r.stderr)
         try Data("mine".utf8).write(to: URL(fileURLWithPath: d + "/out/notes.txt"))
+        // Staging folders of killed exports: removed when their process is gone and they hold
+        // only an export's files; one with a foreign file, or of a live process, is kept.
+        let done = Process(); done.executableURL = URL(fileURLWithPath: "/bin/true"); try done.run(); done.waitUntilExit()
+        let dead = done.processIdentifier, alive = ProcessInfo.processInfo.processIdentifier
+        for (pid, files) in [(dead, ["config.json", "model.safetensors.tmp-7"]), (alive, ["config.json"])] {
+            try FileManager.default.createDirectory(atPath: d + "/out.export-\(pid)", withIntermediateDirectories: true)
+            for f in files { try Data("x".utf8).write(to: URL(fileURLWithPath: d + "/out.export-\(pid)/" + f)) }
+        }
+        try FileManager.default.createDirectory(atPath: d + "/out.export-\(dead)0", withIntermediateDirectories: true)
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: d + "/out.export-\(dead)0/notes.txt"))
         r = try gen(["export", "--overwrite", d + "/tok", d + "/out"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/out.export-\(dead)"), "abandoned staging removed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/out.export-\(alive)/config.json"), "a live process's staging kept")
+        XCTAssertEqual(FileManager.default.contents(atPath: d + "/out.export-\(dead)0/notes.txt"), Data("mine".utf8))
+        try FileManager.default.removeItem(atPath: d + "/out.export-\(alive)")
+        try FileManager.default.removeItem(atPath: d + "/out.export-\(dead)0")
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(FileManager.default.contents(atPath: d + "/out/notes.txt"), Data("mine".utf8))
         XCTAssertTrue(r.stdout.contains("tokenizer 'tok'"), r.stdout)

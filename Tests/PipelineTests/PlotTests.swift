@@ -46,4 +46,19 @@ final class PlotTests: XCTestCase {
                             series: [.init(name: "ours", values: [2, 3]), .init(name: "PyTorch", values: [1, .nan])])
         XCTAssertEqual(bars.render().width, 640)
     }
+
+    /// The longest legend name is drawn whole (it used to lose its last character: "softvq"
+    /// showed as "softv"), in bar charts and line plots.
+    func testLegendShowsTheWholeLongestName() {
+        func bars(_ first: String) -> [UInt8] {
+            BarChart(title: "b", labels: ["16", "32"], series: [.init(name: first, values: [1, 2]), .init(name: "kl", values: [2, 1]),
+                                                              .init(name: "vq", values: [1, 1])]).render().pixels
+        }
+        XCTAssertNotEqual(bars("softvq"), bars("softv"))
+        func lines(_ first: String) -> [UInt8] {
+            LinePlot(title: "t", series: [.init(name: first, y: [1, 2]), .init(name: "b", y: [2, 1])]).render().pixels
+        }
+        XCTAssertNotEqual(lines("softvq"), lines("softv"))
+        XCTAssertGreaterThanOrEqual(LinePlot.legendCharacters(legendWidth: LinePlot.legendWidth(names: ["softvq", "kl"], plotWidth: 640)), 6)
+    }
 }

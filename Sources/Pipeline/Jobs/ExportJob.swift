@@ -69,6 +69,7 @@ public enum ExportJob {
         let parent = (destination as NSString).deletingLastPathComponent
         try fm.createDirectory(atPath: parent.isEmpty ? "." : parent, withIntermediateDirectories: true)
         let staging = destination + ".export-\(getpid())"
+        removeAbandonedStaging(of: destination)
         try? fm.removeItem(atPath: staging)
         try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
         defer { try? fm.removeItem(atPath: staging) }
@@ -114,5 +115,24 @@ public enum ExportJob {
         } catch {
             throw PipelineError.writeFailed(path: destination, reason: oneSentence(error))
         }
+    }
+}
+
+/// Staging folders `<destination>.export-<pid>` that an earlier export left behind when it was
+/// killed: removed when their process is gone and they hold only what an export writes (its
+/// three files and their `.tmp-<pid>` partials), so nothing else is ever deleted.
+func removeAbandonedStaging(of destination: String) {
+    let fm = FileManager.default
+    let parent = (destination as NSString).deletingLastPathComponent
+    let prefix = (destination as NSString).lastPathComponent + ".export-"
+    guard let names = try? fm.contentsOfDirectory(atPath: parent.isEmpty ? "." : parent) else { return }
+    let ours = ["config.json", "model.safetensors", "README.md"]
+    for name in names where name.hasPrefix(prefix) {
+        guard let pid = Int32(name.dropFirst(prefix.count)), pid > 0, pid != getpid() else { continue }
+        if kill(pid, 0) == 0 || errno != ESRCH { continue }   // still running (or not ours to ask)
+        let folder = parent.isEmpty ? name : parent + "/" + name
+        guard let files = try? fm.contentsOfDirectory(atPath: folder),
+              files.allSatisfy({ f in ours.contains { f == $0 || f.hasPrefix($0 + ".tmp-") } }) else { continue }
+        try? fm.removeItem(atPath: folder)
     }
 }
