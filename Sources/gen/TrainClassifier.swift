@@ -35,6 +35,7 @@ struct TrainClassifier: ParsableCommand {
         compute.apply()
         try userFacing {
             let world = Cluster.world
+            try DataParallel(world: world).requireShares(of: batchSize, items: "image")   // on every rank, before any loading
             let path = out + "/model.safetensors"
             if world.isRoot {
                 if FileManager.default.fileExists(atPath: path) && !overwrite {

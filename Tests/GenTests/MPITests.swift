@@ -294,15 +294,15 @@ final class MPITests: XCTestCase {
     func testTwoRanksTrainTheClassifierLikeOneProcess() throws {
         let d = tempDir("mpi-clf")
         let args = ["train-classifier", "--epochs", "1", "--limit", "512"]
-        var r = try gen(args + ["--out", d + "/one", "--batch-size", "64"])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        r = try mpiGen(2, args + ["--out", d + "/two", "--batch-size", "64"])
+        let plain = try gen(args + ["--out", d + "/one", "--batch-size", "64"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        var r = try mpiGen(2, args + ["--out", d + "/two", "--batch-size", "64"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertFalse(r.timedOut)
         XCTAssertTrue(r.stdout.contains("Data-parallel on 2 ranks: 32 of the 64 images"), r.stdout)
         XCTAssertEqual(r.stdout.components(separatedBy: "Test accuracy").count, 2, "rank 0 alone evaluates and writes: \(r.stdout)")
-        r = try gen(args + ["--out", d + "/half", "--batch-size", "32"])
-        XCTAssertEqual(r.status, 0, r.stderr)
+        let control = try gen(args + ["--out", d + "/half", "--batch-size", "32"])
+        XCTAssertEqual(control.status, 0, control.stderr)
         let schedule = LRSchedule.cosine(lr: 2e-3, warmup: 100, total: 8, minLR: 2e-3 * 0.02)
         let rates = (0..<8).map { schedule.lr(at: $0) }
         let total = rates.reduce(0, +), largest = rates.max()!

@@ -10,7 +10,6 @@
 //   Linear 128->10                    (N, 10)   <- logits
 
 import Cluster
-import Formats
 import Foundation
 import Tensor
 
@@ -94,10 +93,7 @@ public final class FashionClassifier: Module {
 public func trainFashionClassifier(images: Tensor, labels: [Int], epochs: Int = 4, batch: Int = 128, lr: Float = 2e-3,
                                    seed: UInt64 = 0, parallel: DataParallel = DataParallel(world: SingleProcess()),
                                    progress: (Int, Int, Float) -> Void = { _, _, _ in }) throws -> FashionClassifier {
-    let ranks = parallel.world.size
-    guard batch >= ranks else {
-        throw PipelineError.invalidArgument("The batch size \(batch) is smaller than the \(ranks) ranks of the job; --batch-size is the global batch, at least one image per rank.")
-    }
+    try parallel.requireShares(of: batch, items: "image")
     let model = FashionClassifier(seed: seed)
     let params = model.trainableParameters().map { $0.1 }
     try parallel.broadcast(params)
