@@ -66,7 +66,7 @@ struct TrainClassifier: ParsableCommand {
             var facts: [String: Any] = ["test_accuracy": accuracy, "epochs": epochs, "batch_size": batchSize, "lr": Double(lr),
                                         "seed": seed, "training_images": labels.count, "seconds": now() - t0, "parameters": model.parameterCount,
                                         "final_loss": Double(lastLoss)]
-            if world.size > 1 && world.isRoot { facts["ranks"] = world.size }
+            if world.size > 1 { facts["ranks"] = world.size }
             try atomicWrite(JSONSerialization.data(withJSONObject: facts, options: [.prettyPrinted, .sortedKeys]), to: out + "/metrics.json")
             print(String(format: "Test accuracy %.2f%%. Wrote %@ (%d parameters) in %.0f s.", accuracy * 100, path, model.parameterCount, now() - t0))
         }
