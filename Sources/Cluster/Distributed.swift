@@ -7,6 +7,9 @@
 // Failures: MPI_COMM_WORLD gets MPI_ERRORS_RETURN, so a failed call (a peer died, a broken
 // link) comes back as a `ClusterError` that reads as one sentence instead of aborting in the
 // library; `Cluster.fail` prints it and ends the process, which makes mpirun stop the others.
+// A peer that hangs without dying (stuck, deadlocked, stopped, or behind a link that drops
+// packets without an error) is caught by a watchdog: a collective call that has not returned
+// after GEN_MPI_TIMEOUT seconds (default 600) ends its process with one sentence, and so the job.
 
 import CMPI
 import Foundation
@@ -18,12 +21,16 @@ public enum ClusterError: Error, CustomStringConvertible, LocalizedError {
     case divergence(String)
     /// The job cannot be split this way.
     case invalid(String)
+    /// A collective call had not returned after the watchdog's limit.
+    case timeout(call: String, seconds: Double)
 
     public var description: String {
         switch self {
         case .mpi(let call, let rank, let size, let message):
             return "\(call) failed on rank \(rank) of \(size) (\(message)); another process of the job has probably died or lost its network link. Rerun the job (training: with --resume) to continue from its last checkpoint."
         case .divergence(let m), .invalid(let m): return m
+        case .timeout(let call, let seconds):
+            return "\(call) has waited \(Watchdog.format(seconds)) s for the other ranks (the limit GEN_MPI_TIMEOUT); another process of the job hangs (stuck, deadlocked or stopped) or its network link is down. Rerun the job (training: with --resume) to continue from its last checkpoint."
         }
     }
 
@@ -105,6 +112,11 @@ public final class SingleProcess: Distributed {
 public final class MPIWorld: Distributed {
     public let rank: Int
     public let size: Int
+    /// Ends the process when a collective call outlives its limit (nil: no limit).
+    var watchdog: Watchdog?
+    /// Test hook (GEN_MPI_TEST_HANG=rank:n): this rank hangs before its n-th collective call.
+    var hangBefore: Int?
+    var calls = 0
     /// Largest element count of one MPI call (counts are 32-bit).
     static let chunk = 1 << 28
 
@@ -152,6 +164,28 @@ public final class MPIWorld: Distributed {
         return String(cString: buffer)
     }
 
+    /// Reads GEN_MPI_TIMEOUT (seconds; 0 switches the watchdog off) and the test hook
+    /// GEN_MPI_TEST_HANG, and starts the watchdog.
+    func configure(environment env: [String: String]) throws {
+        let timeout = try Watchdog.limit(env["GEN_MPI_TIMEOUT"])
+        if timeout > 0 { watchdog = Watchdog(seconds: timeout, rank: rank, size: size) }
+        if let hook = env["GEN_MPI_TEST_HANG"] {
+            let parts = hook.split(separator: ":").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1 else {
+                throw ClusterError.invalid("GEN_MPI_TEST_HANG must be rank:n (that rank hangs before its n-th collective call); got '\(hook)'.")
+            }
+            if parts[0] == rank { hangBefore = parts[1] }
+        }
+    }
+
+    /// One collective call under the watchdog.
+    func collective(_ call: String, _ body: () -> Int32) throws {
+        calls += 1
+        if let hangBefore, calls == hangBefore { while true { sleep(60) } }   // the test hook: a live process that never answers
+        let code = watchdog.map { $0.guarding(call, body) } ?? body()
+        try check(code, call)
+    }
+
     func check(_ code: Int32, _ call: String) throws {
         guard code == cmpi_success() else {
             throw ClusterError.mpi(call: call, rank: rank, size: size, message: Self.errorString(code))
@@ -162,7 +196,7 @@ public final class MPIWorld: Distributed {
         guard let base = buffer.baseAddress else { return }
         for lo in stride(from: 0, to: buffer.count, by: Self.chunk) {
             let n = min(Self.chunk, buffer.count - lo)
-            try check(MPI_Allreduce(cmpi_in_place(), base + lo, Int32(n), cmpi_float(), cmpi_sum(), cmpi_comm_world()), "MPI_Allreduce")
+            try collective("MPI_Allreduce") { MPI_Allreduce(cmpi_in_place(), base + lo, Int32(n), cmpi_float(), cmpi_sum(), cmpi_comm_world()) }
         }
     }
 
@@ -170,7 +204,7 @@ public final class MPIWorld: Distributed {
         guard let base = buffer.baseAddress else { return }
         for lo in stride(from: 0, to: buffer.count, by: Self.chunk) {
             let n = min(Self.chunk, buffer.count - lo)
-            try check(MPI_Allreduce(cmpi_in_place(), base + lo, Int32(n), cmpi_double(), cmpi_sum(), cmpi_comm_world()), "MPI_Allreduce")
+            try collective("MPI_Allreduce") { MPI_Allreduce(cmpi_in_place(), base + lo, Int32(n), cmpi_double(), cmpi_sum(), cmpi_comm_world()) }
         }
     }
 
@@ -178,14 +212,14 @@ public final class MPIWorld: Distributed {
         guard let base = buffer.baseAddress else { return }
         for lo in stride(from: 0, to: buffer.count, by: Self.chunk) {
             let n = min(Self.chunk, buffer.count - lo)
-            try check(MPI_Bcast(base + lo, Int32(n), cmpi_byte(), Int32(root), cmpi_comm_world()), "MPI_Bcast")
+            try collective("MPI_Bcast") { MPI_Bcast(base + lo, Int32(n), cmpi_byte(), Int32(root), cmpi_comm_world()) }
         }
     }
 
     public func gather(_ bytes: [UInt8], root: Int) throws -> [[UInt8]] {
         var mine = Int64(bytes.count)
         var counts = [Int64](repeating: 0, count: size)
-        try check(MPI_Gather(&mine, 1, cmpi_int64(), &counts, 1, cmpi_int64(), Int32(root), cmpi_comm_world()), "MPI_Gather")
+        try collective("MPI_Gather") { MPI_Gather(&mine, 1, cmpi_int64(), &counts, 1, cmpi_int64(), Int32(root), cmpi_comm_world()) }
         let total = rank == root ? counts.reduce(0, +) : 0
         guard total < Int64(Int32.max) else {
             throw ClusterError.invalid("A gather of \(total) bytes exceeds MPI's 2 GiB limit of one call.")
@@ -195,15 +229,17 @@ public final class MPIWorld: Distributed {
         var displacements = [Int32](repeating: 0, count: size)
         for i in 1..<max(size, 1) where i < size { displacements[i] = displacements[i - 1] + recvCounts[i - 1] }
         var send = bytes.isEmpty ? [0] : bytes
-        try check(MPI_Gatherv(&send, Int32(bytes.count), cmpi_byte(), &received, &recvCounts, &displacements, cmpi_byte(),
-                              Int32(root), cmpi_comm_world()), "MPI_Gatherv")
+        try collective("MPI_Gatherv") {
+            MPI_Gatherv(&send, Int32(bytes.count), cmpi_byte(), &received, &recvCounts, &displacements, cmpi_byte(), Int32(root), cmpi_comm_world())
+        }
         guard rank == root else { return [] }
         return (0..<size).map { Array(received[Int(displacements[$0])..<Int(displacements[$0] + recvCounts[$0])]) }
     }
 
-    public func barrier() throws { try check(MPI_Barrier(cmpi_comm_world()), "MPI_Barrier") }
+    public func barrier() throws { try collective("MPI_Barrier") { MPI_Barrier(cmpi_comm_world()) } }
 
-    func finalize() { MPI_Finalize() }
+    /// MPI_Finalize waits for every rank too, so it runs under the watchdog as well.
+    func finalize() { _ = watchdog.map { $0.guarding("MPI_Finalize") { MPI_Finalize() } } ?? MPI_Finalize() }
 }
 
 /// The job this process belongs to.
@@ -222,9 +258,11 @@ public enum Cluster {
         do {
             let w = try MPIWorld()
             mpi = w
+            try w.configure(environment: ProcessInfo.processInfo.environment)
             return w
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            beforeFailing()
+            FileHandle.standardError.write(Data("error: \(rankPrefix)\(error)\n".utf8))
             exit(1)
         }
     }()
@@ -246,10 +284,99 @@ public enum Cluster {
     /// Ends a failed process of a multi-rank job: a rank other than 0 waits a moment first, so
     /// that an error every rank meets is printed once (by rank 0, whose exit makes mpirun stop
     /// the others) and an error of one rank alone is still printed by it. Without MPI (or with
-    /// one rank) it returns at once.
+    /// one rank) it returns at once. The wait is 3 s: Open MPI 4.1's mpirun sends its SIGTERM
+    /// about 1 s after the failed process exits (measured here: 1.0 s, its
+    /// odls_base_sigkill_timeout), so a wait of 1 s let rank 1 print the same sentence again.
     public static func beforeFailing() {
         guard let mpi, mpi.size > 1, mpi.rank != 0 else { return }
-        Thread.sleep(forTimeInterval: 1.0)
+        Thread.sleep(forTimeInterval: 3.0)
+    }
+}
+
+// MARK: - Watchdog
+
+/// Ends the process when one collective call has not returned after `seconds`: a hung peer then
+/// ends the job (mpirun stops the others when this process exits) instead of hanging it
+/// forever. The main thread marks the start and end of each call (a lock and a signal, nothing
+/// against an MPI call); one thread sleeps until the current call's deadline. The thread never
+/// calls MPI (the library is initialized for the main thread only). A rank other than 0 waits
+/// 3 s before it prints (as `Cluster.beforeFailing`), so when every rank times out at once (a
+/// hang in a third rank) the job's message is rank 0's alone.
+final class Watchdog {
+    let seconds: Double
+    let rank: Int
+    let size: Int
+    private let condition = NSCondition()
+    /// The call in progress and when it started (nil between calls).
+    private var current: (call: String, started: Double)?
+
+    /// The default limit: long enough for any wait of a healthy job (rank 0 writing a big
+    /// checkpoint while the others wait in the next collective, a slow rank's step), short
+    /// enough that a hung job ends within minutes.
+    static let defaultSeconds: Double = 600
+
+    /// The limit from GEN_MPI_TIMEOUT (nil: the default; 0: no limit).
+    static func limit(_ text: String?) throws -> Double {
+        guard let text else { return defaultSeconds }
+        guard let v = Double(text.trimmingCharacters(in: .whitespaces)), v.isFinite, v >= 0 else {
+            throw ClusterError.invalid("GEN_MPI_TIMEOUT must be the seconds a collective MPI call may wait for the other ranks (0: no limit; default \(format(defaultSeconds))); got '\(text)'.")
+        }
+        return v
+    }
+
+    static func format(_ seconds: Double) -> String {
+        seconds == seconds.rounded() ? String(Int(seconds)) : String(format: "%.1f", seconds)
+    }
+
+    init(seconds: Double, rank: Int, size: Int) {
+        (self.seconds, self.rank, self.size) = (seconds, rank, size)
+        let thread = Thread { [unowned self] in self.watch() }
+        thread.name = "MPI watchdog"
+        thread.start()
+    }
+
+    static func clock() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    /// Runs `body` (one MPI call) under the limit.
+    func guarding<T>(_ call: String, _ body: () -> T) -> T {
+        condition.lock()
+        current = (call, Self.clock())
+        condition.signal()
+        condition.unlock()
+        defer {
+            condition.lock()
+            current = nil
+            condition.unlock()
+        }
+        return body()
+    }
+
+    private func watch() {
+        condition.lock()
+        while true {
+            guard let c = current else {
+                condition.wait()
+                continue
+            }
+            let left = c.started + seconds - Self.clock()
+            if left > 0 {
+                _ = condition.wait(until: Date(timeIntervalSinceNow: left))
+                continue
+            }
+            condition.unlock()
+            fire(ClusterError.timeout(call: c.call, seconds: seconds))
+        }
+    }
+
+    private func fire(_ error: ClusterError) -> Never {
+        if rank != 0 && size > 1 { Thread.sleep(forTimeInterval: 3.0) }
+        let text = "error: " + (size > 1 ? "rank \(rank) of \(size): " : "") + error.description + "\n"
+        _ = text.withCString { write(2, $0, strlen($0)) }
+        _exit(1)
     }
 }
 

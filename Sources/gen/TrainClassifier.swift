@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import Datasets
 import Formats
 import Foundation
@@ -28,29 +29,44 @@ struct TrainClassifier: ParsableCommand {
         try require(limit, "--limit", in: batchSize...60_000)
     }
 
+    /// Under mpirun the training is data-parallel (`--batch-size` is the global batch); rank 0
+    /// alone checks and writes the output folder and evaluates on the test split.
     func run() throws {
         compute.apply()
         try userFacing {
+            let world = Cluster.world
+            try DataParallel(world: world).requireShares(of: batchSize, items: "image")   // on every rank, before any loading
             let path = out + "/model.safetensors"
-            if FileManager.default.fileExists(atPath: path) && !overwrite {
-                throw PipelineError.invalidArgument("\(path) already exists; pass --overwrite to replace it.")
+            if world.isRoot {
+                if FileManager.default.fileExists(atPath: path) && !overwrite {
+                    throw PipelineError.invalidArgument("\(path) already exists; pass --overwrite to replace it.")
+                }
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             }
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            let train = try FashionMNIST(split: .train), test = try FashionMNIST(split: .test)
+            let train = try FashionMNIST(split: .train), test = world.isRoot ? try FashionMNIST(split: .test) : nil
             let images = EvalJob.classifierImages(train, limit: limit)
             let labels = Array(train.labels.prefix(images.shape[0]))
             let steps = epochs * (labels.count / batchSize)
-            let bar = ProgressBar(total: steps, label: "train-classifier", unit: "step")
+            if world.size > 1 && world.isRoot {
+                print("Data-parallel on \(world.size) ranks: \(world.slice(of: batchSize).count) of the \(batchSize) images of a step on rank 0.")
+            }
+            let bar = ProgressBar(total: steps, label: "train-classifier", unit: "step", output: world.isRoot ? nil : { _ in })
             let t0 = now()
-            let model = trainFashionClassifier(images: images, labels: labels, epochs: epochs, batch: batchSize, lr: lr, seed: seed) { _, _, loss in
+            var lastLoss: Float = .nan
+            let model = try trainFashionClassifier(images: images, labels: labels, epochs: epochs, batch: batchSize, lr: lr, seed: seed,
+                                                   parallel: DataParallel(world: world)) { _, _, loss in
+                lastLoss = loss
                 bar.update(fields: [("loss", String(format: "%.4f", loss))])
             }
             bar.finish()
+            guard let test else { return }   // ranks > 0
             let (_, predictions) = model.evaluate(EvalJob.classifierImages(test))
             let accuracy = EvalJob.accuracy(predictions, test.labels)
             try model.save(to: path)
-            let facts: [String: Any] = ["test_accuracy": accuracy, "epochs": epochs, "batch_size": batchSize, "lr": Double(lr),
-                                        "seed": seed, "training_images": labels.count, "seconds": now() - t0, "parameters": model.parameterCount]
+            var facts: [String: Any] = ["test_accuracy": accuracy, "epochs": epochs, "batch_size": batchSize, "lr": Double(lr),
+                                        "seed": seed, "training_images": labels.count, "seconds": now() - t0, "parameters": model.parameterCount,
+                                        "final_loss": Double(lastLoss)]
+            if world.size > 1 { facts["ranks"] = world.size }
             try atomicWrite(JSONSerialization.data(withJSONObject: facts, options: [.prettyPrinted, .sortedKeys]), to: out + "/metrics.json")
             print(String(format: "Test accuracy %.2f%%. Wrote %@ (%d parameters) in %.0f s.", accuracy * 100, path, model.parameterCount, now() - t0))
         }

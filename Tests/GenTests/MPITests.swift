@@ -72,10 +72,11 @@ func mpiRank(of pid: Int32) -> Int? {
 /// `mpirun -np n gen args` (as root too), one thread per rank. The shared-memory transport copies
 /// through the kernel's process_vm_readv, which containers often forbid: plain copies instead.
 @discardableResult
-func mpiGen(_ n: Int, _ args: [String], mca: [String] = [], timeout: Double = 180, whileRunning: ((Process) -> Void)? = nil) throws -> TimedRun {
+func mpiGen(_ n: Int, _ args: [String], mca: [String] = [], timeout: Double = 180, environment: [String: String]? = nil,
+            whileRunning: ((Process) -> Void)? = nil) throws -> TimedRun {
     try runTimed(mpirunPath, ["--allow-run-as-root", "--oversubscribe", "-np", "\(n)", "--mca", "btl_vader_single_copy_mechanism", "none"]
                  + mca + [genPath] + args + ["--threads", "1"],
-                 timeout: timeout, whileRunning: whileRunning)
+                 timeout: timeout, environment: environment, whileRunning: whileRunning)
 }
 
 /// All float tensors of a safetensors file by name.
@@ -275,6 +276,89 @@ final class MPITests: XCTestCase {
         print("tokenizer reconstruction, 12 steps: 2 ranks vs 1 process max relative difference \(near); batch 4 alone \(far)")
         XCTAssertLessThan(near, 1e-3)
         XCTAssertGreaterThan(far, 1e-2)
+    }
+
+    /// The evaluation classifier on 2 ranks x 32 images against one process x 64: 8 steps (one
+    /// epoch of 512 images) at the default lr 2e-3, all inside the 100-step warm-up.
+    ///
+    /// Tolerance. Let L = sum of the step's learning rates (from the command's schedule): Adam
+    /// moves a weight by at most ~lr a step, so no weight moves by more than L (measured: the
+    /// largest move is L within 1%). The two runs differ only in the order of the float32 sums of
+    /// each gradient (32 + 32 rows against 64 in one matmul; a relative difference of ~sqrt(n)
+    /// ulp, n up to 64 x 784 terms: ~1e-5), which changes an Adam update by that fraction of it,
+    /// except for a component whose gradient is within rounding of 0 at some step: Adam maps it to
+    /// +-lr either way, so it can differ by up to 2 lr of that step. Hence: every weight within 2 x
+    /// the largest step lr, the root mean square of the differences (the few sign flips included)
+    /// within 1e-4 L, and the last step's loss (a mean over the global batch) within 1e-5 relative.
+    /// Measured: max 9.8e-7, RMS 1.5e-9 (L = 7.2e-4), loss equal. The control, one process on
+    /// batches of 32 (what a rank alone trains without the gradient sum), is off by RMS 7e-4.
+    func testTwoRanksTrainTheClassifierLikeOneProcess() throws {
+        let d = tempDir("mpi-clf")
+        let args = ["train-classifier", "--epochs", "1", "--limit", "512"]
+        let plain = try gen(args + ["--out", d + "/one", "--batch-size", "64"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        var r = try mpiGen(2, args + ["--out", d + "/two", "--batch-size", "64"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.timedOut)
+        XCTAssertTrue(r.stdout.contains("Data-parallel on 2 ranks: 32 of the 64 images"), r.stdout)
+        XCTAssertEqual(r.stdout.components(separatedBy: "Test accuracy").count, 2, "rank 0 alone evaluates and writes: \(r.stdout)")
+        let control = try gen(args + ["--out", d + "/half", "--batch-size", "32"])
+        XCTAssertEqual(control.status, 0, control.stderr)
+        let schedule = LRSchedule.cosine(lr: 2e-3, warmup: 100, total: 8, minLR: 2e-3 * 0.02)
+        let rates = (0..<8).map { schedule.lr(at: $0) }
+        let total = rates.reduce(0, +), largest = rates.max()!
+        func metrics(_ run: String) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: d + "/\(run)/metrics.json")!) as! [String: Any]
+        }
+        func rms(_ a: [String: [Float]], _ b: [String: [Float]]) -> Float {
+            var s: Double = 0, n = 0
+            for (k, x) in a { for (u, v) in zip(x, b[k]!) { s += Double(u - v) * Double(u - v); n += 1 } }
+            return Float((s / Double(max(n, 1))).squareRoot())
+        }
+        let one = try weights(d + "/one/model.safetensors"), two = try weights(d + "/two/model.safetensors")
+        let half = try weights(d + "/half/model.safetensors")
+        let loss1 = try metrics("one")["final_loss"] as! Double, loss2 = try metrics("two")["final_loss"] as! Double
+        let lossHalf = try metrics("half")["final_loss"] as! Double
+        XCTAssertEqual(try metrics("two")["ranks"] as? Int, 2)
+        XCTAssertNil(try metrics("one")["ranks"])
+        print("classifier, 8 steps (sum of lr \(total)): 2 ranks x 32 vs 1 process x 64: max |weight difference| \(maxDifference(one, two)), RMS \(rms(one, two)), loss \(loss2) vs \(loss1); batch 32 alone: RMS \(rms(one, half)), loss \(lossHalf)")
+        XCTAssertLessThanOrEqual(maxDifference(one, two), 2 * largest)
+        XCTAssertLessThanOrEqual(rms(one, two), 1e-4 * total)
+        XCTAssertEqual(loss2, loss1, accuracy: 1e-5 * loss1)
+        // The control is far outside every tolerance.
+        XCTAssertGreaterThan(rms(one, half), 100 * 1e-4 * total)
+        XCTAssertGreaterThan(abs(lossHalf - loss1), 100 * 1e-5 * loss1)
+        // A global batch smaller than the job is refused in one sentence.
+        r = try mpiGen(2, ["train-classifier", "--epochs", "1", "--limit", "512", "--batch-size", "1", "--out", d + "/tiny"], timeout: 60)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("error: rank 0 of 2: The batch size 1 is smaller than the 2 ranks of the job"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr)
+    }
+
+    /// A rank that hangs without dying: the test hook GEN_MPI_TEST_HANG=1:20 makes rank 1 sleep
+    /// for ever before its 20th collective call (the 5th training step of the classifier, after
+    /// the 10 broadcasts of its weights and 2 sums per step). With GEN_MPI_TIMEOUT=2 rank 0's
+    /// watchdog ends the job within seconds, in one sentence (measured: 5.3 s in all, 3 s of it
+    /// loading Fashion-MNIST); with the watchdog off (0) the same job is still hanging at 20 s.
+    func testAHungRankEndsTheJobAfterTheTimeout() throws {
+        let d = tempDir("mpi-hang")
+        let args = ["train-classifier", "--epochs", "1", "--limit", "512", "--batch-size", "64"]
+        let r = try mpiGen(2, args + ["--out", d + "/a"], timeout: 60, environment: ["GEN_MPI_TIMEOUT": "2", "GEN_MPI_TEST_HANG": "1:20"])
+        XCTAssertFalse(r.timedOut, r.stderr)
+        XCTAssertNotEqual(r.status, 0)
+        print("rank 1 hung, GEN_MPI_TIMEOUT=2: the job ended after \(r.seconds) s")
+        XCTAssertLessThan(r.seconds, 30)
+        XCTAssertTrue(r.stderr.contains("error: rank 0 of 2: MPI_Allreduce has waited 2 s for the other ranks (the limit GEN_MPI_TIMEOUT)"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/a/model.safetensors"))
+        // Control: without the watchdog the hang lasts.
+        let off = try mpiGen(2, args + ["--out", d + "/b"], timeout: 20, environment: ["GEN_MPI_TIMEOUT": "0", "GEN_MPI_TEST_HANG": "1:20"])
+        XCTAssertTrue(off.timedOut, "the job ended without the watchdog: \(off.stderr)")
+        // A limit that is not a number of seconds is refused in one sentence.
+        let bad = try mpiGen(2, args + ["--out", d + "/c"], timeout: 60, environment: ["GEN_MPI_TIMEOUT": "ten"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("error: rank 0 of 2: GEN_MPI_TIMEOUT must be the seconds a collective MPI call may wait"), bad.stderr)
+        XCTAssertEqual(bad.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, bad.stderr)
     }
 
     /// An error that only rank 0 meets (its run folder already exists) ends the whole job with

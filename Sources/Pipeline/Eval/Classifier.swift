@@ -9,6 +9,7 @@
 //   flatten, Linear 3136->128, ReLU   (N, 128)  <- features
 //   Linear 128->10                    (N, 10)   <- logits
 
+import Cluster
 import Foundation
 import Tensor
 
@@ -81,9 +82,21 @@ public final class FashionClassifier: Module {
 }
 
 /// Trains the classifier with AdamW and a cosine schedule; deterministic for a seed.
+///
+/// Data-parallel under `parallel` (mpirun): `batch` is the global batch; every rank walks the
+/// same shuffled order and draws every flip of the global batch (so its generator stays where
+/// one process's is), trains on its slice, and the slices' gradients, each weighted by its share
+/// of the batch, are summed by `DataParallel.sumGradients` before the same AdamW step on every
+/// rank. The weights start from rank 0's and are compared by checksum at the end. With one
+/// process this is exactly the single-process loop (the weight is 1 and nothing is summed).
+/// `progress` receives the step, the total and the global batch's mean loss.
 public func trainFashionClassifier(images: Tensor, labels: [Int], epochs: Int = 4, batch: Int = 128, lr: Float = 2e-3,
-                                   seed: UInt64 = 0, progress: (Int, Int, Float) -> Void = { _, _, _ in }) -> FashionClassifier {
+                                   seed: UInt64 = 0, parallel: DataParallel = DataParallel(world: SingleProcess()),
+                                   progress: (Int, Int, Float) -> Void = { _, _, _ in }) throws -> FashionClassifier {
+    try parallel.requireShares(of: batch, items: "image")
     let model = FashionClassifier(seed: seed)
+    let params = model.trainableParameters().map { $0.1 }
+    try parallel.broadcast(params)
     let opt = AdamW(model.trainableParameters(), lr: lr, weightDecay: 1e-4)
     var rng = RandomGenerator(seed: seed &+ 1)
     let n = images.dim(0)
@@ -91,29 +104,36 @@ public func trainFashionClassifier(images: Tensor, labels: [Int], epochs: Int = 
     let total = epochs * stepsPerEpoch
     let schedule = LRSchedule.cosine(lr: lr, warmup: 100, total: total, minLR: lr * 0.02)
     let per = 28 * 28
+    // This rank's rows of each global batch and their share of its mean.
+    let rows = parallel.isParallel ? parallel.share(of: batch) : 0..<batch
+    let weight = Float(rows.count) / Float(batch)
     var step = 0
     for _ in 0..<epochs {
         var order = Array(0..<n)
         rng.shuffle(&order)
         for s in 0..<stepsPerEpoch {
-            let idx = order[(s * batch)..<((s + 1) * batch)]
-            let x = Tensor(uninitialized: [batch, 1, 28, 28])
+            let idx = Array(order[(s * batch)..<((s + 1) * batch)])
+            // Random horizontal flip as augmentation, drawn for the whole global batch in order.
+            let flips = idx.map { _ in rng.below(2) == 1 }
+            let x = Tensor(uninitialized: [rows.count, 1, 28, 28])
             var y: [Int] = []
-            for (r, i) in idx.enumerated() {
-                // Random horizontal flip as augmentation.
-                let flip = rng.below(2) == 1
+            for (r, j) in rows.enumerated() {
+                let i = idx[j], flip = flips[j]
                 let src = images.pointer + i * per, dst = x.pointer + r * per
                 for row in 0..<28 { for col in 0..<28 { dst[row * 28 + col] = src[row * 28 + (flip ? 27 - col : col)] } }
                 y.append(labels[i])
             }
             model.zeroGrad()
-            let loss = FashionClassifier.crossEntropy(model(x), y)
+            let loss = FashionClassifier.crossEntropy(model(x), y)   // mean over this rank's rows
             loss.backward()
+            try parallel.sumGradients(params, weight: weight)        // gradient of the global batch mean
             opt.lr = schedule.lr(at: step)
             opt.update()
             step += 1
-            progress(step, total, loss.item)
+            let mean = try parallel.sumStatistics([Double(loss.item)], weight: Double(weight))[0]
+            progress(step, total, Float(mean))
         }
     }
+    try parallel.verifyIdentical(params, what: "classifier weights after \(step) steps")
     return model
 }

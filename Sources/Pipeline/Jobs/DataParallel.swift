@@ -10,6 +10,7 @@
 // tests derive the tolerance); N ranks always reproduce themselves exactly.
 
 import Cluster
+import Formats
 import Foundation
 import Tensor
 
@@ -22,6 +23,12 @@ public struct DataParallel {
     public init(world: Distributed) { self.world = world }
 
     public var isParallel: Bool { world.size > 1 }
+
+    /// Refuses a global batch of fewer `items` than the job has ranks (a rank would train on none).
+    public func requireShares(of batchSize: Int, items: String) throws {
+        guard batchSize < world.size else { return }
+        throw PipelineError.invalidArgument("The batch size \(batchSize) is smaller than the \(world.size) ranks of the job; --batch-size is the global batch, at least one \(items) per rank.")
+    }
 
     /// This rank's rows of a global batch of `batchSize`.
     public func share(of batchSize: Int) -> Range<Int> { world.slice(of: batchSize) }
