@@ -6,7 +6,8 @@
 //
 // Failures: MPI_COMM_WORLD gets MPI_ERRORS_RETURN, so a failed call (a peer died, a broken
 // link) comes back as a `ClusterError` that reads as one sentence instead of aborting in the
-// library; `Cluster.fail` prints it and ends the process, which makes mpirun stop the others.
+// library; the CLI prints it (after `Cluster.beforeFailing`) and exits, which makes mpirun stop
+// the others.
 // A peer that hangs without dying (stuck, deadlocked, stopped, or behind a link that drops
 // packets without an error) is caught by a watchdog: a collective call that has not returned
 // after GEN_MPI_TIMEOUT seconds (default 600) ends its process with one sentence, and so the job.
