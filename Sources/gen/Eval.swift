@@ -8,7 +8,7 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a tokenizer and a SiT on Fashion-MNIST's test split (accuracy, PSNR, SSIM, class fidelity, Frechet distances).",
         discussion: """
-        Generation is swept over --cfg-scale x --num-steps (comma-separated lists); the table goes to stdout and, with --out, to eval.md / eval.json with plots.
+        Generation is swept over --sampler x --cfg-scale x --num-steps (comma-separated lists); the table goes to stdout and, with --out, to eval.md / eval.json with plots.
 
         Example: gen eval --tokenizer Checkpoints/fashion-tokenizer --sit Checkpoints/fashion-sit --classifier Checkpoints/fashion-classifier --out eval
         """)
@@ -22,7 +22,7 @@ struct Eval: ParsableCommand {
     @Option(name: [.customLong("cfg-scale"), .customLong("cfg"), .customLong("cfg-scales")],
             help: "Comma-separated classifier-free guidance scales (1 = off).") var cfgScales = "1,1.5,2,3"
     @Option(name: [.customLong("num-steps"), .customLong("steps")], help: "Comma-separated sampler step counts.") var steps = "10,25"
-    @Option(help: "euler, heun or euler-maruyama.") var sampler: SamplerMethod = .euler
+    @Option(name: [.customLong("sampler"), .customLong("samplers")], help: "Comma-separated samplers: euler, heun, euler-maruyama.") var sampler = "euler"
     @Option(name: .customLong("guidance-low"), parsing: .unconditional, help: "Guidance applies for t >= this.") var guidanceLow: Double = 0
     @Option(name: .customLong("guidance-high"), parsing: .unconditional, help: "Guidance applies for t <= this.") var guidanceHigh: Double = 1
     @Option(parsing: .unconditional, help: "Seed of the first generated image (0...2^64-1, or 'random').") var seed: Seed = Seed(0)
@@ -36,6 +36,7 @@ struct Eval: ParsableCommand {
         try require(reconstructionLimit, "--reconstruction-limit", in: 1...Limits.images.upperBound)
         _ = try commaList(cfgScales, "--cfg-scale", in: Limits.cfg)
         _ = try commaList(steps, "--num-steps", in: Limits.samplerSteps)
+        _ = try samplerList(sampler)
         guard guidanceLow <= guidanceHigh else { throw ValidationError("--guidance-low must not exceed --guidance-high.") }
     }
 
@@ -44,7 +45,7 @@ struct Eval: ParsableCommand {
         try userFacing {
             try precision.apply()
             var o = EvalOptions(tokenizer: checkpointFolder(tokenizer), classifier: classifier + "/model.safetensors")
-            o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.method = sampler; o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
+            o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.methods = try samplerList(sampler); o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
             o.seed = seed.value; o.reconstructionLimit = reconstructionLimit; o.out = out
             if seed.isRandom { print("Seed: \(seed.value) (random)") }
             o.cfgScales = try commaList(cfgScales, "--cfg-scale", in: Limits.cfg)
@@ -54,4 +55,17 @@ struct Eval: ParsableCommand {
             print(report.table())
         }
     }
+}
+
+/// `--sampler euler,heun`: each a sampler name, none twice.
+func samplerList(_ text: String) throws -> [SamplerMethod] {
+    let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    let methods = try items.map { item in
+        guard let m = SamplerMethod(rawValue: item) else {
+            throw ValidationError("--sampler: '\(item)' is not a sampler (euler, heun, euler-maruyama).")
+        }
+        return m
+    }
+    guard Set(methods).count == methods.count else { throw ValidationError("--sampler names a sampler twice: '\(text)'.") }
+    return methods
 }

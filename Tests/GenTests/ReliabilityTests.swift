@@ -371,6 +371,32 @@ final class EvalClassCheckTests: XCTestCase {
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("not Fashion-MNIST's"), r.stderr)
     }
+
+    /// The sweep runs over a list of samplers (a row per sampler x cfg x steps, in eval.md and
+    /// eval.json) and reports the floor at its own sample count; a bad list is a usage error.
+    func testEvalSweepsSamplersAndReportsTheFloorAtItsCount() throws {
+        try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let d = tempDir("eval-samplers")
+        let base = ["eval", "--tokenizer", root + "/Checkpoints/fashion-tokenizer", "--sit", root + "/Checkpoints/fashion-sit",
+                    "--classifier", root + "/Checkpoints/fashion-classifier", "--per-class", "2", "--cfg-scale", "2", "--num-steps", "2",
+                    "--reconstruction-limit", "20"]
+        var r = try gen(base + ["--sampler", "euler,heun", "--out", d + "/e"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let md = try String(contentsOfFile: d + "/e/eval.md", encoding: .utf8)
+        XCTAssertTrue(md.contains("| euler | 2.00 | 2 |"), md)
+        XCTAssertTrue(md.contains("| heun | 2.00 | 2 |"), md)
+        XCTAssertTrue(md.contains("20 training images (floor at the sweep's count)"), md)
+        let json = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: d + "/e/eval.json")!) as! [String: Any]
+        let rows = json["generation"] as! [[String: Any]]
+        XCTAssertEqual(rows.compactMap { $0["sampler"] as? String }, ["euler", "heun"])
+        let floor20 = try XCTUnwrap(json["trainTestFDAtSweepCount"] as? Double), floor = try XCTUnwrap(json["trainTestFD"] as? Double)
+        XCTAssertGreaterThan(floor20, floor, "20 images estimate the statistics far worse than 10,000")
+        for bad in ["euler,euler", "euler,rk4", "euler,"] {
+            r = try gen(base + ["--sampler", bad])
+            XCTAssertEqual(r.status, 2, "\(bad): \(r.stderr)")
+        }
+    }
 }
 
 final class BalancedLimitTests: XCTestCase {

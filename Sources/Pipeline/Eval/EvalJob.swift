@@ -1,7 +1,8 @@
 // `gen eval`: measured quality of a tokenizer and a SiT on Fashion-MNIST's test split, with the
 // project's own classifier: classifier accuracy; reconstruction PSNR, SSIM and feature Frechet
 // distance; generation class fidelity and FD against the test set, next to the train-vs-test
-// FD floor; and a sweep over CFG scale and sampler steps (table + plot).
+// FD floor (and the same distance at the sweep's sample count); and a sweep over sampler, CFG
+// scale and sampler steps (table + plots).
 
 import Datasets
 import Formats
@@ -19,7 +20,7 @@ public struct EvalOptions: Sendable {
     public var perClass: Int = 50
     public var cfgScales: [Double] = [1, 1.5, 2, 3]
     public var steps: [Int] = [10, 25]
-    public var method: SamplerMethod = .euler
+    public var methods: [SamplerMethod] = [.euler]
     public var guidanceLow: Double = 0
     public var guidanceHigh: Double = 1
     public var seed: UInt64 = 0
@@ -33,6 +34,8 @@ public struct EvalOptions: Sendable {
 }
 
 public struct GenerationScore: Codable, Sendable {
+    /// The sampler (absent in reports written before the sweep had one: Euler).
+    public var sampler: String? = nil
     public let cfgScale: Double
     public let steps: Int
     public let classFidelity: Double
@@ -46,6 +49,10 @@ public struct EvalReport: Codable, Sendable {
     public var reconstructionSSIM: Double = 0
     public var reconstructionFD: Double = 0
     public var trainTestFD: Double = 0
+    /// The floor at the sweep's sample count: FD of as many training images as each setting
+    /// generates against the 10,000 test images (FD is biased upward at small counts; this is
+    /// what a perfect generator would score). Nil without a sweep.
+    public var trainTestFDAtSweepCount: Double? = nil
     public var generation: [GenerationScore] = []
     public var images: Int = 0
 
@@ -56,11 +63,14 @@ public struct EvalReport: Codable, Sendable {
         s += String(format: "| reconstruction SSIM (test) | %.4f |\n", reconstructionSSIM)
         s += String(format: "| reconstruction FD (features) | %.3f |\n", reconstructionFD)
         s += String(format: "| train-vs-test FD (floor) | %.3f |\n", trainTestFD)
+        if let f = trainTestFDAtSweepCount {
+            s += String(format: "| train-vs-test FD, %d training images (floor at the sweep's count) | %.3f |\n", images, f)
+        }
         if !generation.isEmpty {
-            s += "\n| cfg | steps | class fidelity | FD vs test | FD / floor | seconds |\n|---|---|---|---|---|---|\n"
+            s += "\n| sampler | cfg | steps | class fidelity | FD vs test | FD / floor | seconds |\n|---|---|---|---|---|---|---|\n"
             for g in generation {
-                s += String(format: "| %.2f | %d | %.2f%% | %.3f | %.2fx | %.1f |\n", g.cfgScale, g.steps, g.classFidelity * 100,
-                            g.fd, g.fd / max(trainTestFD, 1e-9), g.seconds)
+                s += String(format: "| %@ | %.2f | %d | %.2f%% | %.3f | %.2fx | %.1f |\n", g.sampler ?? "euler", g.cfgScale, g.steps,
+                            g.classFidelity * 100, g.fd, g.fd / max(trainTestFD, 1e-9), g.seconds)
             }
         }
         return s
@@ -70,9 +80,15 @@ public struct EvalReport: Codable, Sendable {
 public enum EvalJob {
     /// Fashion-MNIST images (N, 1, 28, 28) in [-1, 1].
     public static func classifierImages(_ data: FashionMNIST, limit: Int? = nil) -> Tensor {
-        let n = min(data.count, limit ?? .max)
-        let t = Tensor(uninitialized: [n, 1, 28, 28])
-        for i in 0..<(n * 784) { t.pointer[i] = Float(data.images[i]) / 127.5 - 1 }
+        classifierImages(data, indices: Array(0..<min(data.count, limit ?? .max)))
+    }
+
+    /// The images at `indices`, in that order.
+    public static func classifierImages(_ data: FashionMNIST, indices: [Int]) -> Tensor {
+        let t = Tensor(uninitialized: [indices.count, 1, 28, 28])
+        for (r, i) in indices.enumerated() {
+            for p in 0..<784 { t.pointer[r * 784 + p] = Float(data.images[i * 784 + p]) / 127.5 - 1 }
+        }
         return t
     }
 
@@ -168,23 +184,34 @@ public enum EvalJob {
             base.perClass = o.perClass; base.seed = o.seed
             let items = try GenerationJob.items(base, classes: classes)
             report.images = items.count
+            // The floor at this count: as many training images, class-balanced, against the test set.
+            let train = try FashionMNIST(split: .train)
+            let balanced = balancedIndices(labels: train.labels, perClass: o.perClass)
+            if balanced.count == items.count {
+                let (f, _) = classifier.evaluate(classifierImages(train, indices: balanced))
+                report.trainTestFDAtSweepCount = try FrechetDistance.distance(GaussianStats(features: f), testStats)
+                log(String(format: "train-vs-test FD with %d training images (the floor at this count): %.3f", balanced.count,
+                           report.trainTestFDAtSweepCount!))
+            }
+            for method in o.methods {
             for steps in o.steps {
                 for cfg in o.cfgScales {
                     var g = GenerationOptions(sit: sit, tokenizer: o.tokenizer)
-                    g.steps = steps; g.cfgScale = cfg; g.method = o.method; g.guidanceLow = o.guidanceLow
+                    g.steps = steps; g.cfgScale = cfg; g.method = method; g.guidanceLow = o.guidanceLow
                     g.guidanceHigh = o.guidanceHigh; g.batchSize = 100; g.batchInvariant = false
                     let t0 = now()
-                    let gbar = ProgressBar(total: items.count * steps, label: "cfg \(cfg) steps \(steps)", unit: "img-step")
+                    let gbar = ProgressBar(total: items.count * steps, label: "\(method.rawValue) cfg \(cfg) steps \(steps)", unit: "img-step")
                     let images = try GenerationJob.generate(models, g, items: items) { gbar.update(by: $0) }
                     gbar.finish()
                     let (features, predictions) = classifier.evaluate(ImageMetrics.classifierInput(images.map(\.image)))
-                    let score = GenerationScore(cfgScale: cfg, steps: steps, classFidelity: accuracy(predictions, images.map(\.label)),
+                    let score = GenerationScore(sampler: method.rawValue, cfgScale: cfg, steps: steps, classFidelity: accuracy(predictions, images.map(\.label)),
                                                 fd: try FrechetDistance.distance(GaussianStats(features: features), testStats),
                                                 seconds: now() - t0)
-                    log(String(format: "cfg %.2f, %d steps: class fidelity %.2f%%, FD %.3f (%.2fx floor)", cfg, steps,
+                    log(String(format: "%@, cfg %.2f, %d steps: class fidelity %.2f%%, FD %.3f (%.2fx floor)", method.rawValue, cfg, steps,
                                score.classFidelity * 100, score.fd, score.fd / max(report.trainTestFD, 1e-9)))
                     report.generation.append(score)
                 }
+            }
             }
         }
         if let out = o.out {
@@ -195,12 +222,18 @@ public enum EvalJob {
             try atomicWrite(try enc.encode(report), to: out + "/eval.json")
             if !report.generation.isEmpty {
                 var fdSeries: [LinePlot.Series] = [], fidSeries: [LinePlot.Series] = []
-                for steps in o.steps {
-                    let rows = report.generation.filter { $0.steps == steps }
-                    fdSeries.append(.init(name: "FD, \(steps) steps", x: rows.map(\.cfgScale), y: rows.map(\.fd)))
-                    fidSeries.append(.init(name: "fidelity %, \(steps) steps", x: rows.map(\.cfgScale), y: rows.map { $0.classFidelity * 100 }))
+                for method in o.methods {
+                    for steps in o.steps {
+                        let rows = report.generation.filter { $0.steps == steps && ($0.sampler ?? "euler") == method.rawValue }
+                        let name = o.methods.count > 1 ? "\(method.rawValue), \(steps) steps" : "\(steps) steps"
+                        fdSeries.append(.init(name: "FD, " + name, x: rows.map(\.cfgScale), y: rows.map(\.fd)))
+                        fidSeries.append(.init(name: "fidelity %, " + name, x: rows.map(\.cfgScale), y: rows.map { $0.classFidelity * 100 }))
+                    }
                 }
                 fdSeries.append(.init(name: "train-vs-test floor", x: o.cfgScales, y: o.cfgScales.map { _ in report.trainTestFD }))
+                if let f = report.trainTestFDAtSweepCount {
+                    fdSeries.append(.init(name: "floor at \(report.images) images", x: o.cfgScales, y: o.cfgScales.map { _ in f }))
+                }
                 try LinePlot(title: "Frechet distance to the test set vs CFG scale", xLabel: "cfg scale", yLabel: "FD", series: fdSeries)
                     .writePNG(path: out + "/eval_fd.png")
                 try LinePlot(title: "class fidelity vs CFG scale", xLabel: "cfg scale", yLabel: "%", series: fidSeries)
@@ -210,4 +243,13 @@ public enum EvalJob {
         }
         return report
     }
+}
+
+/// The first `perClass` indices of each label 0..<classes in `labels` order, by class (the
+/// order the sweep generates: class 0's images first); fewer when a class runs short.
+func balancedIndices(labels: [Int], perClass: Int) -> [Int] {
+    let classes = (labels.max() ?? -1) + 1
+    var picked = [[Int]](repeating: [], count: max(classes, 0))
+    for (i, l) in labels.enumerated() where picked[l].count < perClass { picked[l].append(i) }
+    return picked.flatMap { $0 }
 }

@@ -93,10 +93,7 @@ public final class SiTTrainingJob: TrainingTask {
     }
 
     public init(options: SiTTrainingOptions) throws {
-        let ranks = Cluster.world.size
-        guard options.batchSize >= ranks else {
-            throw PipelineError.invalidArgument("The batch size \(options.batchSize) is smaller than the \(ranks) ranks of the job; --batch-size is the global batch, at least one sample per rank.")
-        }
+        try DataParallel(world: Cluster.world).requireShares(of: options.batchSize, items: "sample")
         guard !options.cache.isEmpty else {
             throw PipelineError.invalidArgument("No latent cache: pass --cache (only --resume of an existing run in the output folder may leave it out).")
         }

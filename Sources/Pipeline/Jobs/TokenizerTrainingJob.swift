@@ -82,10 +82,7 @@ public final class TokenizerTrainingJob: TrainingTask {
         let config = try options.config()
         dataset = try ImageDataset.open(options.dataset, size: config.imageSize).limited(to: options.limit)   // class-balanced
         count = dataset.count
-        let ranks = Cluster.world.size
-        guard options.batchSize >= ranks else {
-            throw PipelineError.invalidArgument("The batch size \(options.batchSize) is smaller than the \(ranks) ranks of the job; --batch-size is the global batch, at least one sample per rank.")
-        }
+        try DataParallel(world: Cluster.world).requireShares(of: options.batchSize, items: "image")
         guard count >= options.batchSize else {
             throw PipelineError.invalidArgument("The dataset has \(count) images, fewer than the batch size \(options.batchSize).")
         }
