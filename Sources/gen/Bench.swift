@@ -80,12 +80,7 @@ struct Bench: ParsableCommand {
         func run() throws {
             compute.apply()
             try userFacing {
-                let counts = try tokens.split(separator: ",").map { item -> Int in
-                    guard let v = Int(item.trimmingCharacters(in: .whitespaces)), (1...65_536).contains(v) else {
-                        throw ValidationError("--tokens takes comma-separated token counts between 1 and 65536 such as 64,1024; got \"\(item)\".")
-                    }
-                    return v
-                }
+                let counts = try commaList(tokens, "--tokens", in: 1...65_536)
                 print("Attention: \(Threads.count) threads, \(Engine.cpuName)")
                 let rows = smoke ? AttentionBenchmark.run(tokens: [5, 70], heads: 2, headDim: 8, repeats: 2)
                     : AttentionBenchmark.run(tokens: counts, batch: batch, repeats: repeats, backwardUpTo: backwardUpTo)
@@ -159,13 +154,7 @@ struct Bench: ParsableCommand {
                     throw ValidationError("--engine openblas runs fp32 only; use --precision fp32 to compare it with oneDNN.")
                 }
                 var only: Set<Int>? = nil
-                if let tokens {
-                    let values = tokens.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-                    guard values.allSatisfy({ $0 != nil }), !values.isEmpty else {
-                        throw ValidationError("--tokens takes comma-separated token counts such as 64,1024; got \"\(tokens)\".")
-                    }
-                    only = Set(values.compactMap { $0 })
-                }
+                if let tokens { only = Set(try commaList(tokens, "--tokens", in: 1...65_536)) }
                 let reference = try compare.map(ReferenceRow.read)
                 let report = try GenerationBenchmark.run(repeats: repeats, steps: steps, include512: !skip512, smoke: smoke,
                                                          tokens: only, endToEnd: !noEndToEnd, engines: engines)
