@@ -145,6 +145,30 @@ final class GenChainTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("was made by tokenizer"), r.stderr)
     }
 
+    /// --steps with --resume is the run's new target, shorter or longer (it used to be ignored
+    /// when shorter, and the run went on to its old target without a word).
+    func testResumeTakesTheGivenTarget() throws {
+        let d = tempDir("resume-target")
+        let args = ["train-tokenizer", "--out", d + "/tok", "--limit", "32", "--log-every", "1"] + tinyTokenizerArgs
+        XCTAssertEqual(try gen(args + ["--steps", "10", "--stop-after", "4"]).status, 0)
+        func step() throws -> Int {
+            let j = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: d + "/tok/checkpoint/training/state.json")!) as! [String: Any]
+            return j["step"] as! Int
+        }
+        XCTAssertEqual(try step(), 4)
+        let before = FileManager.default.contents(atPath: d + "/tok/checkpoint/model.safetensors")
+        var r = try gen(args + ["--resume", "--steps", "3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Already trained for 4 steps (target 3)"), r.stdout)
+        XCTAssertEqual(FileManager.default.contents(atPath: d + "/tok/checkpoint/model.safetensors"), before)
+        r = try gen(args + ["--resume", "--steps", "6"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try step(), 6, "a shorter target than the run's own 10 is honoured")
+        r = try gen(args + ["--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try step(), 6, "without --steps the run's target, now 6")
+    }
+
     /// --patch-size reaches both ViTs' config; one that does not divide the image is one
     /// sentence before anything is written.
     func testPatchSizeOverride() throws {

@@ -88,7 +88,7 @@ public final class SiTTrainingJob: TrainingTask {
             throw PipelineError.invalidArgument("\(out) was trained on \(saved.cache), not \(given.cache); leave out --cache to resume on the run's own cache.")
         }
         var options = saved
-        options.steps = max(given.steps, saved.steps)
+        options.steps = resumedSteps(given: given.steps, saved: saved.steps)
         return options
     }
 

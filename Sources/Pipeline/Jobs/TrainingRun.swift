@@ -115,9 +115,14 @@ extension TrainingTask {
 
     public static func resumedOptions(given: Options, saved: Options, out: String) throws -> Options {
         var options = saved
-        options.steps = max(given.steps, saved.steps)
+        options.steps = resumedSteps(given: given.steps, saved: saved.steps)
         return options
     }
+
+    /// The target of a resumed run: `--steps` when given (longer or shorter: the cosine schedule
+    /// is laid over the new total from here on; at or below the step reached the run is done),
+    /// else the run's own.
+    public static func resumedSteps(given: Int, saved: Int) -> Int { given > 0 ? given : saved }
 
     public func decorate(_ record: inout [String: Any]) {}
 }
