@@ -59,6 +59,18 @@ final class PrecisionCLITests: XCTestCase {
         XCTAssertTrue(first.contains(Engine.bf16Available ? "bf16 matmuls" : "fp32 matmuls"), first)
     }
 
+    /// gen bench generation holds each forward to oneDNN's packed matmul measured in the same
+    /// rounds (the "matmul share"), beside raw sgemm.
+    func testGenerationBenchmarkReportsTheShareOfOneDNNMatmul() throws {
+        let r = try gen(["bench", "generation", "--smoke", "--precision", "fp32"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("oneDNN matmul (weight packed once, fp32): "), r.stdout)
+        XCTAssertTrue(r.stdout.contains("| of sgemm | of oneDNN matmul |"), r.stdout)
+        let row = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("| tiny smoke SiT |") })
+        let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        XCTAssertTrue(cells[9].hasSuffix("%") && Double(cells[9].dropLast()) != nil, String(row))
+    }
+
     /// A run records its precision in state.json; --resume keeps it, refuses another, and reads
     /// a state without the field (older runs) as fp32.
     func testTrainingRecordsAndHonoursPrecision() throws {

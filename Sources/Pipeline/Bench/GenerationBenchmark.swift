@@ -17,6 +17,9 @@ public struct BenchRow: Codable, Sendable {
     public var imagesPerSecond: Double
     public var gflopPerSecond: Double { gflop / seconds.median }
     public var fractionOfSgemm: Double = 0
+    /// The forward's rate over oneDNN's packed matmul at the same row class, same run (nil
+    /// without oneDNN).
+    public var fractionOfOneDNN: Double? = nil
     public var note: String = ""
     /// The matmul backend of the Linear products ("onednn" / "openblas").
     public var engine: String = ""
@@ -28,18 +31,27 @@ public struct GenerationBenchReport: Codable, Sendable {
     public var engine: String = ""
     public var sgemm64: Double = 0
     public var sgemmLarge: Double = 0
+    /// oneDNN matmul, weight packed once, at the sgemm references' shapes (nil without oneDNN).
+    public var onednn64: Double? = nil
+    public var onednnLarge: Double? = nil
     public var smallRows = 64
     public var largeRows = 512
     public var rows: [BenchRow] = []
     public var ratios: [String: Double] = [:]
+    /// The precision of the oneDNN references ("fp32" / "bf16").
+    public var precisionName: String = "fp32"
 
     public func markdown() -> String {
         var s = engine.isEmpty ? "" : engine + "\n\n"
-        s += String(format: "Threads: %d. Raw sgemm in the same run: %.1f GFLOP/s with %d rows, %.1f GFLOP/s with %d rows (x 1152 . 1152 x 4608).\n\n", threads, sgemm64, smallRows, sgemmLarge, largeRows)
-        s += "| variant | engine | tokens | batch | s / forward (median) | min..max | images/s | GFLOP/s | of sgemm | note |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        s += String(format: "Threads: %d. Raw sgemm in the same run: %.1f GFLOP/s with %d rows, %.1f GFLOP/s with %d rows (x 1152 . 1152 x 4608).", threads, sgemm64, smallRows, sgemmLarge, largeRows)
+        if let a = onednn64, let b = onednnLarge {
+            s += String(format: " oneDNN matmul (weight packed once, %@): %.1f and %.1f GFLOP/s.", precisionName, a, b)
+        }
+        s += "\n\n| variant | engine | tokens | batch | s / forward (median) | min..max | images/s | GFLOP/s | of sgemm | of oneDNN matmul | note |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
         for r in rows {
-            s += String(format: "| %@ | %@ | %d | %d | %.4f | %.4f..%.4f | %.3f | %.1f | %.0f%% | %@ |\n", r.name, r.engine, r.tokens, r.batch,
-                        r.seconds.median, r.seconds.min, r.seconds.max, r.imagesPerSecond, r.gflopPerSecond, r.fractionOfSgemm * 100, r.note)
+            let ofDNNL = r.fractionOfOneDNN.map { String(format: "%.0f%%", $0 * 100) } ?? "-"
+            s += String(format: "| %@ | %@ | %d | %d | %.4f | %.4f..%.4f | %.3f | %.1f | %.0f%% | %@ | %@ |\n", r.name, r.engine, r.tokens, r.batch,
+                        r.seconds.median, r.seconds.min, r.seconds.max, r.imagesPerSecond, r.gflopPerSecond, r.fractionOfSgemm * 100, ofDNNL, r.note)
         }
         if !ratios.isEmpty {
             s += "\n| ratio | value |\n|---|---|\n"
@@ -117,22 +129,35 @@ public enum GenerationBenchmark {
         }
         // The raw sgemm references are cases of the same rounds, so that they see the same machine.
         let sgemmSmall = SgemmReference(m: report.smallRows), sgemmLarge = SgemmReference(m: report.largeRows)
+        // And oneDNN's matmul over a weight packed once, in the run's precision: what the
+        // forwards' matmul share is held to.
+        report.precisionName = Engine.precision == .bf16 ? "bf16" : "fp32"
+        let dnnlSmall = OneDNNMatmulReference(m: report.smallRows), dnnlLarge = OneDNNMatmulReference(m: report.largeRows)
+        var references: [(String, () -> Void)] = [("sgemm small", sgemmSmall.run), ("sgemm large", sgemmLarge.run)]
+        if let dnnlSmall, let dnnlLarge { references += [("onednn small", dnnlSmall.run), ("onednn large", dnnlLarge.run)] }
         // Warm-up, then interleaved rounds: every case once per round.
-        log("timing \(cases.count) cases and 2 raw sgemm references in \(repeats) interleaved rounds ...")
+        log("timing \(cases.count) cases and \(references.count) matmul references in \(repeats) interleaved rounds ...")
         let stats = Autograd.noGrad {
-            measureInterleaved([("sgemm small", sgemmSmall.run), ("sgemm large", sgemmLarge.run)] + cases.map { ($0.0, $0.1) },
-                               warmup: 1, repeats: repeats)
+            measureInterleaved(references + cases.map { ($0.0, $0.1) }, warmup: 1, repeats: repeats)
         }
         report.sgemm64 = sgemmSmall.gflops(stats["sgemm small"]!.median)
         report.sgemmLarge = sgemmLarge.gflops(stats["sgemm large"]!.median)
         log(String(format: "raw sgemm: %.1f GFLOP/s (%d rows), %.1f GFLOP/s (%d rows)", report.sgemm64, report.smallRows,
                    report.sgemmLarge, report.largeRows))
+        if let dnnlSmall, let dnnlLarge, let a = stats["onednn small"], let b = stats["onednn large"] {
+            report.onednn64 = dnnlSmall.gflops(a.median)
+            report.onednnLarge = dnnlLarge.gflops(b.median)
+            log(String(format: "oneDNN matmul, packed %@: %.1f GFLOP/s (%d rows), %.1f GFLOP/s (%d rows)", report.precisionName,
+                       report.onednn64!, report.smallRows, report.onednnLarge!, report.largeRows))
+        }
         for (name, _, v, b, e) in cases {
             let s = stats[name]!
             let flops = SiTBenchmark.forwardFLOPs(v.config, batch: b) / 1e9
             var row = BenchRow(name: v.name, tokens: v.config.numTokens, batch: b, seconds: s, gflop: flops,
                                imagesPerSecond: Double(b) / s.median)
-            row.fractionOfSgemm = row.gflopPerSecond / (b * v.config.numTokens >= 256 ? report.sgemmLarge : report.sgemm64)
+            let large = b * v.config.numTokens >= 256
+            row.fractionOfSgemm = row.gflopPerSecond / (large ? report.sgemmLarge : report.sgemm64)
+            if let d = large ? report.onednnLarge : report.onednn64 { row.fractionOfOneDNN = row.gflopPerSecond / d }
             row.engine = e.rawValue
             report.rows.append(row)
             log(String(format: "%@ batch %d, %@: %.4f s (%.1f GFLOP/s)", v.name, b, e.rawValue, s.median, row.gflopPerSecond))

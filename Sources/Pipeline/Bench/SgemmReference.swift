@@ -29,3 +29,26 @@ public final class SgemmReference {
     /// GFLOP/s of one run that took `seconds`.
     public func gflops(_ seconds: Double) -> Double { Double(calls) * 2 * Double(m * n * k) / seconds / 1e9 }
 }
+
+/// The same product on oneDNN's matmul with the weight packed once in the engine's precision
+/// (the reference the engine's forwards are held to); nil where oneDNN cannot run it.
+public final class OneDNNMatmulReference {
+    public let m: Int, n: Int, k: Int
+    public let calls: Int
+    let product: () -> Void
+
+    public init?(m: Int, n: Int = 4608, k: Int = 1152, precision: Precision = Engine.precision, calls: Int? = nil) {
+        (self.m, self.n, self.k) = (m, n, k)
+        var rng = RandomGenerator(seed: 2)
+        let a = rng.uniformTensor([m, k], low: -1, high: 1)
+        let b = rng.uniformTensor([n, k], low: -1, high: 1)
+        let c = Tensor(zeros: [m, n])
+        guard let f = Engine.packedProduct(x: a, weights: [b], precision: precision, out: c) else { return nil }
+        product = f
+        self.calls = calls ?? max(3, 10_000_000_000 / (2 * m * n * k))
+    }
+
+    public func run() { for _ in 0..<calls { product() } }
+
+    public func gflops(_ seconds: Double) -> Double { Double(calls) * 2 * Double(m * n * k) / seconds / 1e9 }
+}
