@@ -4,22 +4,32 @@
 import CKernels
 import Foundation
 
-/// AdamW as in PyTorch (decoupled weight decay, bias correction, eps outside the square root).
+/// AdamW as in PyTorch (decoupled weight decay, bias correction, eps outside the square root);
+/// `decays` picks the parameters that take the decay (PyTorch's two parameter groups).
+/// The official no-decay rule for models (timm's `param_groups_weight_decay`: nothing 1-D and no
+/// bias) is `AdamW.decaysMatricesOnly`.
 public final class AdamW {
     public var lr: Float
     public var beta1: Float
     public var beta2: Float
     public var eps: Float
     public var weightDecay: Float
+    /// timm's `param_groups_weight_decay`: weight decay on parameters of rank >= 2 that are not
+    /// biases; none on vectors (LayerNorm, biases, scales).
+    public static func decaysMatricesOnly(_ name: String, _ t: Tensor) -> Bool { t.rank >= 2 && !name.hasSuffix(".bias") }
+
     /// Updates made so far (bias correction); restored from a checkpoint or another process.
     public var step: Int = 0
     public let parameters: [(String, Tensor)]
+    /// Whether each parameter takes the weight decay (all, unless `decays` said otherwise).
+    public let decayed: [Bool]
     private var m: [Tensor]
     private var v: [Tensor]
 
     public init(_ parameters: [(String, Tensor)], lr: Float = 1e-4, betas: (Float, Float) = (0.9, 0.999),
-                eps: Float = 1e-8, weightDecay: Float = 0) {
+                eps: Float = 1e-8, weightDecay: Float = 0, decays: ((String, Tensor) -> Bool)? = nil) {
         self.parameters = parameters
+        decayed = parameters.map { decays?($0.0, $0.1) ?? true }
         self.lr = lr
         beta1 = betas.0
         beta2 = betas.1
@@ -38,9 +48,10 @@ public final class AdamW {
         let bc2 = 1 - Foundation.pow(Double(beta2), Double(step))
         let stepSize = Float(Double(lr) / bc1)
         let bc2Sqrt = Float(bc2.squareRoot())
-        let (b1, b2, eps, decay) = (beta1, beta2, eps, 1 - lr * weightDecay)
+        let (b1, b2, eps) = (beta1, beta2, eps)
         for (i, (_, p)) in parameters.enumerated() {
             guard let g = p.grad else { continue }
+            let decay = decayed[i] ? 1 - lr * weightDecay : 1
             let pp = p.pointer, pg = g.pointer, pm = m[i].pointer, pv = v[i].pointer
             parallelFor(p.count, grain: 1 << 14) { lo, hi in
                 ck_adamw(pp + lo, pg + lo, pm + lo, pv + lo, hi - lo, gradientScale, b1, b2, eps, decay, stepSize, bc2Sqrt)

@@ -113,8 +113,8 @@ public final class AdversarialTraining {
         var f = ParameterFactory(.random(seed: options.seed ^ 0xD15C_0000_0000_0000))
         discriminator = PatchGANDiscriminator(options.discriminator, &f)
         let params = discriminator.parameters
-        let decay = params.filter { key, t in t.rank >= 2 && !key.hasSuffix(".bias") }
-        let noDecay = params.filter { key, t in !(t.rank >= 2 && !key.hasSuffix(".bias")) }
+        let decay = params.filter(AdamW.decaysMatricesOnly)
+        let noDecay = params.filter { !AdamW.decaysMatricesOnly($0.0, $0.1) }
         let betas = (options.beta1, options.beta2)
         decayed = AdamW(decay, lr: 0, betas: betas, weightDecay: options.weightDecay)
         undecayed = AdamW(noDecay, lr: 0, betas: betas, weightDecay: 0)

@@ -90,7 +90,7 @@ public final class TokenizerTrainer {
 
     public init(model: SoftVQModel, lr: Float = 1e-4, betas: (Float, Float) = (0.9, 0.95), weightDecay: Float = 1e-4,
                 schedule: LRSchedule? = nil, maxGradNorm: Float = 1.0, ema emaDecay: Float? = 0.999,
-                reconstructionLoss: ReconstructionLoss = .l2, repa: RepaAligner? = nil) throws {
+                reconstructionLoss: ReconstructionLoss = .l2, repa: RepaAligner? = nil, decayMatricesOnly: Bool = false) throws {
         self.model = model
         self.repa = repa
         self.reconstructionLoss = reconstructionLoss
@@ -107,7 +107,8 @@ public final class TokenizerTrainer {
         }
         var params = model.trainableParameters()
         if let repa { params += repa.projection.trainableParameters().map { ("projection." + $0.0, $0.1) } }
-        optimizer = AdamW(params, lr: lr, betas: betas, weightDecay: weightDecay)
+        optimizer = AdamW(params, lr: lr, betas: betas, weightDecay: weightDecay,
+                          decays: decayMatricesOnly ? AdamW.decaysMatricesOnly : nil)
     }
 
     /// Reconstruction loss between decoder output and target images.

@@ -68,6 +68,7 @@ struct TrainTokenizer: ParsableCommand {
         o.width = width; o.depth = depth; o.heads = heads; o.patchSize = patchSize; o.tokens = tokens; o.codebooks = codebooks
         o.codebookSize = codebookSize; o.codebookDim = codebookDim
         o.recipe = recipe.recipe
+        o.decayMatricesOnly = true   // the official parameter groups (resumed runs keep their own)
         try userFacing {
             let job = try TokenizerTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite, precision: precision.precision)
             job.command = commandLine()

@@ -194,6 +194,23 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(p.scalars[2], 3 * (1 - 0.01), accuracy: 1e-6)
     }
 
+    /// The official parameter groups: decay on matrices, none on vectors and biases.
+    func testAdamWDecaysMatricesOnlyWhenAsked() {
+        let w = Tensor([1, 2, 3, 4], shape: [2, 2], requiresGrad: true), b = Tensor([1, 2], shape: [2], requiresGrad: true)
+        let bias2D = Tensor([5, 6], shape: [1, 2], requiresGrad: true)
+        for t in [w, b, bias2D] { t.grad = Tensor(zeros: t.shape) }
+        let opt = AdamW([("fc.weight", w), ("norm.weight", b), ("fc.bias", bias2D)], lr: 0.1, weightDecay: 0.5,
+                        decays: AdamW.decaysMatricesOnly)
+        XCTAssertEqual(opt.decayed, [true, false, false])
+        opt.update()
+        XCTAssertEqual(w.scalars, [1, 2, 3, 4].map { $0 * (1 - 0.05) })
+        XCTAssertEqual(b.scalars, [1, 2])
+        XCTAssertEqual(bias2D.scalars, [5, 6])
+        let all = AdamW([("norm.weight", b)], lr: 0.1, weightDecay: 0.5)
+        all.update()
+        XCTAssertEqual(b.scalars, [1 * 0.95, 2 * 0.95], "without decays every parameter decays, as before")
+    }
+
     func testClipEMAAndSchedules() {
         let p = Tensor([0, 0], shape: [2], requiresGrad: true)
         p.grad = Tensor([3, 4], shape: [2])

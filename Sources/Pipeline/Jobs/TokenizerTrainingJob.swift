@@ -21,6 +21,9 @@ public struct TokenizerTrainingOptions: TrainingOptions, Sendable {
     public var warmup: Int = 500
     public var minLR: Float = 4e-5
     public var weightDecay: Float = 1e-4
+    /// Weight decay on matrices only, none on vectors (the official parameter groups); nil in
+    /// runs made before it existed, which decay every parameter and keep doing so on --resume.
+    public var decayMatricesOnly: Bool? = nil
     public var emaDecay: Float = 0.999
     public var maxGradNorm: Float = 1
     public var l1: Bool = false
@@ -92,7 +95,8 @@ public final class TokenizerTrainingJob: TrainingTask {
         trainer = try TokenizerTrainer(model: model, lr: options.lr, weightDecay: options.weightDecay, schedule: schedule,
                                        maxGradNorm: options.maxGradNorm, ema: options.emaDecay,
                                        reconstructionLoss: options.l1 ? .l1 : .l2,
-                                       repa: try recipe.aligner(config: config, seed: options.seed &+ 1))
+                                       repa: try recipe.aligner(config: config, seed: options.seed &+ 1),
+                                       decayMatricesOnly: options.decayMatricesOnly ?? false)
         trainer.seed = options.seed
         try configureLosses(recipe, config: config)
     }
