@@ -20,6 +20,7 @@ struct TrainClassifier: ParsableCommand {
     @Option(parsing: .unconditional, help: "Peak learning rate.") var lr: Float = 2e-3
     @Option(parsing: .unconditional, help: "Seed.") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Train on the first N training images only (a quick run; Fashion-MNIST's order mixes the classes).") var limit: Int?
+    @Option(name: .customLong("test-limit"), parsing: .unconditional, help: "Measure the test accuracy on the first N of the 10,000 test images only (a quick run).") var testLimit: Int?
     @Flag(help: "Replace an existing classifier.") var overwrite = false
 
     func validate() throws {
@@ -27,6 +28,7 @@ struct TrainClassifier: ParsableCommand {
         try require(batchSize, "--batch-size", in: Limits.batch)
         try require(lr, "--lr", in: Limits.learningRate)
         try require(limit, "--limit", in: batchSize...60_000)
+        try require(testLimit, "--test-limit", in: 1...10_000)
     }
 
     /// Under mpirun the training is data-parallel (`--batch-size` is the global batch); rank 0
@@ -60,15 +62,16 @@ struct TrainClassifier: ParsableCommand {
             }
             bar.finish()
             guard let test else { return }   // ranks > 0
-            let (_, predictions) = model.evaluate(EvalJob.classifierImages(test))
-            let accuracy = EvalJob.accuracy(predictions, test.labels)
+            let testImages = EvalJob.classifierImages(test, limit: testLimit)
+            let (_, predictions) = model.evaluate(testImages)
+            let accuracy = EvalJob.accuracy(predictions, Array(test.labels.prefix(testImages.shape[0])))
             try model.save(to: path)
             var facts: [String: Any] = ["test_accuracy": accuracy, "epochs": epochs, "batch_size": batchSize, "lr": Double(lr),
-                                        "seed": seed, "training_images": labels.count, "seconds": now() - t0, "parameters": model.parameterCount,
+                                        "seed": seed, "training_images": labels.count, "test_images": testImages.shape[0], "seconds": now() - t0, "parameters": model.parameterCount,
                                         "final_loss": Double(lastLoss)]
             if world.size > 1 { facts["ranks"] = world.size }
             try atomicWrite(JSONSerialization.data(withJSONObject: facts, options: [.prettyPrinted, .sortedKeys]), to: out + "/metrics.json")
-            print(String(format: "Test accuracy %.2f%%. Wrote %@ (%d parameters) in %.0f s.", accuracy * 100, path, model.parameterCount, now() - t0))
+            print(String(format: "Test accuracy %.2f%%%@. Wrote %@ (%d parameters) in %.0f s.", accuracy * 100, testLimit == nil ? "" : " (first \(testImages.shape[0]) test images)", path, model.parameterCount, now() - t0))
         }
     }
 }

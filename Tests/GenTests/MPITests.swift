@@ -294,7 +294,7 @@ final class MPITests: XCTestCase {
     /// batches of 32 (what a rank alone trains without the gradient sum), is off by RMS 7e-4.
     func testTwoRanksTrainTheClassifierLikeOneProcess() throws {
         let d = tempDir("mpi-clf")
-        let args = ["train-classifier", "--epochs", "1", "--limit", "512"]
+        let args = ["train-classifier", "--epochs", "1", "--limit", "512", "--test-limit", "200"]
         let plain = try gen(args + ["--out", d + "/one", "--batch-size", "64"])
         XCTAssertEqual(plain.status, 0, plain.stderr)
         var r = try mpiGen(2, args + ["--out", d + "/two", "--batch-size", "64"])
@@ -342,7 +342,7 @@ final class MPITests: XCTestCase {
     /// loading Fashion-MNIST); with the watchdog off (0) the same job is still hanging at 20 s.
     func testAHungRankEndsTheJobAfterTheTimeout() throws {
         let d = tempDir("mpi-hang")
-        let args = ["train-classifier", "--epochs", "1", "--limit", "512", "--batch-size", "64"]
+        let args = ["train-classifier", "--epochs", "1", "--limit", "512", "--batch-size", "64", "--test-limit", "200"]
         let r = try mpiGen(2, args + ["--out", d + "/a"], timeout: 60, environment: ["GEN_MPI_TIMEOUT": "2", "GEN_MPI_TEST_HANG": "1:20"])
         XCTAssertFalse(r.timedOut, r.stderr)
         XCTAssertNotEqual(r.status, 0)
