@@ -115,8 +115,10 @@ public final class MPIWorld: Distributed {
     public let size: Int
     /// Ends the process when a collective call outlives its limit (nil: no limit).
     var watchdog: Watchdog?
-    /// Test hook (GEN_MPI_TEST_HANG=rank:n): this rank hangs before its n-th collective call.
+    /// Test hook (GEN_MPI_TEST_HANG=rank:n[:seconds]): this rank hangs before its n-th
+    /// collective call, for ever or (a slow rank) for that many seconds.
     var hangBefore: Int?
+    var hangSeconds: Int?
     var calls = 0
     /// Largest element count of one MPI call (counts are 32-bit).
     static let chunk = 1 << 28
@@ -171,18 +173,24 @@ public final class MPIWorld: Distributed {
         let timeout = try Watchdog.limit(env["GEN_MPI_TIMEOUT"])
         if timeout > 0 { watchdog = Watchdog(seconds: timeout, rank: rank, size: size) }
         if let hook = env["GEN_MPI_TEST_HANG"] {
-            let parts = hook.split(separator: ":").compactMap { Int($0) }
-            guard parts.count == 2, parts[1] >= 1 else {
-                throw ClusterError.invalid("GEN_MPI_TEST_HANG must be rank:n (that rank hangs before its n-th collective call); got '\(hook)'.")
+            let fields = hook.split(separator: ":", omittingEmptySubsequences: false)
+            let parts = fields.compactMap { Int($0) }
+            guard parts.count == fields.count, parts.count == 2 || parts.count == 3, parts[1] >= 1, parts.dropFirst(2).allSatisfy({ $0 >= 0 }) else {
+                throw ClusterError.invalid("GEN_MPI_TEST_HANG must be rank:n or rank:n:seconds (that rank hangs before its n-th collective call, for ever or for the seconds); got '\(hook)'.")
             }
-            if parts[0] == rank { hangBefore = parts[1] }
+            if parts[0] == rank { (hangBefore, hangSeconds) = (parts[1], parts.count == 3 ? parts[2] : nil) }
         }
     }
 
     /// One collective call under the watchdog.
     func collective(_ call: String, _ body: () -> Int32) throws {
         calls += 1
-        if let hangBefore, calls == hangBefore { while true { sleep(60) } }   // the test hook: a live process that never answers
+        if let hangBefore, calls == hangBefore {   // the test hook: a live process that does not answer
+            guard let hangSeconds else { while true { sleep(60) } }
+            let note = "test hook: rank \(rank) pauses \(hangSeconds) s before collective call \(calls)\n"
+            _ = note.withCString { write(2, $0, strlen($0)) }
+            sleep(UInt32(hangSeconds))
+        }
         let code = watchdog.map { $0.guarding(call, body) } ?? body()
         try check(code, call)
     }
@@ -356,16 +364,31 @@ final class Watchdog {
         return body()
     }
 
+    /// The watchdog looks at the clock at least this often during a call.
+    static let tick: Double = 1
+
     private func watch() {
         condition.lock()
+        var lastLook = Self.clock()
         while true {
+            let now = Self.clock()
+            // SIGSTOP / Ctrl-Z stops every thread of the process: a look that comes much later
+            // than asked means the process was suspended, and that time does not count against
+            // the call (a job suspended and continued by its user goes on; a peer that stays
+            // stopped while this process runs is still caught).
+            if now - lastLook > Self.tick + 4, var c = current {
+                c.started += now - lastLook - Self.tick
+                current = c
+            }
+            lastLook = now
             guard let c = current else {
                 condition.wait()
+                lastLook = Self.clock()
                 continue
             }
-            let left = c.started + seconds - Self.clock()
+            let left = c.started + seconds - now
             if left > 0 {
-                _ = condition.wait(until: Date(timeIntervalSinceNow: left))
+                _ = condition.wait(until: Date(timeIntervalSinceNow: min(left, Self.tick)))
                 continue
             }
             condition.unlock()

@@ -22,7 +22,7 @@ struct TimedRun {
 
 @discardableResult
 func runTimed(_ executable: String, _ args: [String], timeout: Double = 180, environment: [String: String]? = nil,
-              whileRunning: ((Process) -> Void)? = nil) throws -> TimedRun {
+              whileRunning: ((Process) -> Void)? = nil, watchingStderr: ((Process, String) -> Void)? = nil) throws -> TimedRun {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
@@ -36,6 +36,7 @@ func runTimed(_ executable: String, _ args: [String], timeout: Double = 180, env
     let t0 = Date()
     try p.run()
     whileRunning?(p)
+    watchingStderr?(p, errPath)
     var timedOut = false
     while p.isRunning {
         if Date().timeIntervalSince(t0) > timeout {
@@ -73,10 +74,10 @@ func mpiRank(of pid: Int32) -> Int? {
 /// through the kernel's process_vm_readv, which containers often forbid: plain copies instead.
 @discardableResult
 func mpiGen(_ n: Int, _ args: [String], mca: [String] = [], timeout: Double = 180, environment: [String: String]? = nil,
-            whileRunning: ((Process) -> Void)? = nil) throws -> TimedRun {
+            whileRunning: ((Process) -> Void)? = nil, watchingStderr: ((Process, String) -> Void)? = nil) throws -> TimedRun {
     try runTimed(mpirunPath, ["--allow-run-as-root", "--oversubscribe", "-np", "\(n)", "--mca", "btl_vader_single_copy_mechanism", "none"]
                  + mca + [genPath] + args + ["--threads", "1"],
-                 timeout: timeout, environment: environment, whileRunning: whileRunning)
+                 timeout: timeout, environment: environment, whileRunning: whileRunning, watchingStderr: watchingStderr)
 }
 
 /// All float tensors of a safetensors file by name.
@@ -359,6 +360,36 @@ final class MPITests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("error: rank 0 of 2: GEN_MPI_TIMEOUT must be the seconds a collective MPI call may wait"), bad.stderr)
         XCTAssertEqual(bad.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }.count, 1, bad.stderr)
+    }
+
+    /// A slow rank is not a hung one, and a job suspended as a whole (SIGSTOP / Ctrl-Z) is not
+    /// either: rank 1 pauses 6 s before its 20th collective call (GEN_MPI_TEST_HANG=1:20:6) under
+    /// a 10 s limit while rank 0 waits in MPI_Allreduce; in the middle of that wait the whole
+    /// job is stopped for 12 s and continued. Rank 0's call then spans 18 s of wall time, 6 of
+    /// them running: the job must finish. (Before the watchdog discounted suspended time, it
+    /// ended this job.)
+    func testASuspendedJobIsNotAHungOne() throws {
+        let d = tempDir("mpi-suspend")
+        let args = ["train-classifier", "--epochs", "1", "--limit", "512", "--batch-size", "64", "--test-limit", "200", "--out", d + "/a"]
+        var stopped = false
+        let r = try mpiGen(2, args, timeout: 120, environment: ["GEN_MPI_TIMEOUT": "10", "GEN_MPI_TEST_HANG": "1:20:6"]) { p, errPath in
+            let t0 = Date()
+            while p.isRunning && Date().timeIntervalSince(t0) < 60 {
+                if (try? String(contentsOfFile: errPath, encoding: .utf8))?.contains("test hook: rank 1 pauses") == true { break }
+                usleep(20_000)
+            }
+            guard p.isRunning else { return }
+            usleep(1_000_000)   // rank 0 is in its wait
+            let job = [p.processIdentifier] + childPIDs(of: p.processIdentifier)
+            for pid in job { kill(pid, SIGSTOP) }
+            stopped = true
+            sleep(12)
+            for pid in job { kill(pid, SIGCONT) }
+        }
+        XCTAssertTrue(stopped, "the hook's pause was not seen: \(r.stderr)")
+        XCTAssertFalse(r.timedOut, r.stderr)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: d + "/a/model.safetensors"))
     }
 
     /// An error that only rank 0 meets (its run folder already exists) ends the whole job with
