@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <malloc.h>
 
 // Tensor buffers come and go at the same sizes every step (activations, gradients). By default
@@ -12,5 +13,6 @@
 __attribute__((constructor))
 static void ck_configure_allocator(void) {
     mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-    mallopt(M_TRIM_THRESHOLD, 2048L * 1024 * 1024);
+    // mallopt takes an int: 2 GiB itself would wrap to INT_MIN (which glibc then reads as "never").
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
 }
