@@ -59,8 +59,7 @@ struct Eval: ParsableCommand {
 
 /// `--sampler euler,heun`: each a sampler name, none twice.
 func samplerList(_ text: String) throws -> [SamplerMethod] {
-    let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-    let methods = try items.map { item in
+    let methods = try commaItems(text, "--sampler") { item in
         guard let m = SamplerMethod(rawValue: item) else {
             throw ValidationError("--sampler: '\(item)' is not a sampler (euler, heun, euler-maruyama).")
         }

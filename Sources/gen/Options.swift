@@ -85,15 +85,20 @@ func require<T: Comparable>(_ value: T?, _ option: String, in range: ClosedRange
 
 /// A comma-separated list of values of `option`, each within `range`.
 func commaList<T: LosslessStringConvertible & Comparable>(_ text: String, _ option: String, in range: ClosedRange<T>) throws -> [T] {
-    let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-    guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
-        throw ValidationError("\(option) takes a comma-separated list of values; got '\(text)'.")
-    }
-    return try items.map {
+    try commaItems(text, option) {
         guard let v = T($0) else { throw ValidationError("\(option): '\($0)' is not a number.") }
         try require(v, option, in: range)
         return v
     }
+}
+
+/// The items of a comma-separated option, each read by `parse`; empty items are refused.
+func commaItems<T>(_ text: String, _ option: String, _ parse: (String) throws -> T) throws -> [T] {
+    let items = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    guard !items.isEmpty, !items.contains(where: \.isEmpty) else {
+        throw ValidationError("\(option) takes a comma-separated list of values; got '\(text)'.")
+    }
+    return try items.map(parse)
 }
 
 /// Limits shared by the commands.
