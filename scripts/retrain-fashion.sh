@@ -9,6 +9,9 @@
 #                                              the chosen setting on 10,000 samples (1,000 per
 #                                              class), the count the train-vs-test floor uses
 #   RUNS=runs/fashion-v2  RANKS=2  GEN=.build/release/gen  (environment, defaults shown)
+#   TOKENIZER_STEPS=30000 SIT_STEPS=40000      planned totals; a resumed stage lays its cosine
+#                                              schedule over the value given now (shorter too)
+#   SAMPLERS=euler,heun CFGS=1,1.5,2,3,4 NUM_STEPS=10,25,50   the eval stage's sweep
 #
 # With RANKS > 1 the training and precompute stages run data-parallel under mpirun, one thread
 # per rank (on 2 cores, 2 ranks x 1 thread trained this tokenizer 1.65x faster than 1 x 2). Long:
@@ -35,7 +38,7 @@ tokenizer() {
         --width 128 --depth 3 --heads 2 --tokens 32 --patch-size 4 \
         --perceptual "$CLASSIFIER" --perceptual-warmup 1000 \
         --disc-weight 0.1 --disc-start 15000 --lecam-weight 0.001 \
-        --steps 30000 --batch-size 32 --lr 1.2e-3 --warmup 500 --save-every 500 --log-every 50 \
+        --steps "${TOKENIZER_STEPS:-30000}" --batch-size 32 --lr 1.2e-3 --warmup 500 --save-every 500 --log-every 50 \
         $(resuming "$R/tok") --out "$R/tok"
 }
 
@@ -50,14 +53,15 @@ precompute() {
 
 sit() {
     run train --cache "$R/latents.h5" --tokenizer "$R/tok/checkpoint" \
-        --hidden 256 --depth 6 --heads 4 --steps 40000 --batch-size 64 --lr 5e-4 --warmup 500 \
+        --hidden 256 --depth 6 --heads 4 --steps "${SIT_STEPS:-40000}" --batch-size 64 --lr 5e-4 --warmup 500 \
         --save-every 500 --log-every 50 $(resuming "$R/sit") --out "$R/sit"
 }
 
 eval_sweep() {
     # 1,000 images per setting (100 per class); the FD floor at that count is in the report.
     "$G" eval --tokenizer "$R/tok" --sit "$R/sit" --classifier "$CLASSIFIER" --per-class 100 \
-        --sampler euler,heun --cfg-scale 1,1.5,2,3,4 --num-steps 10,25,50 --reconstruction-limit 1000 --out "$R/sit/eval"
+        --sampler "${SAMPLERS:-euler,heun}" --cfg-scale "${CFGS:-1,1.5,2,3,4}" --num-steps "${NUM_STEPS:-10,25,50}" \
+        --reconstruction-limit 1000 --out "$R/sit/eval"
 }
 
 final_eval() {
