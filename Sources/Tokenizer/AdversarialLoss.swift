@@ -99,7 +99,12 @@ public struct LeCAMEMA: Codable, Equatable, Sendable {
 
     /// ema = ema decay + mean(logits) (1 - decay).
     public mutating func update(logitsReal real: Tensor, logitsFake fake: Tensor) {
-        logitsReal = logitsReal * decay + Double(Autograd.noGrad { real.mean() }.item) * (1 - decay)
-        logitsFake = logitsFake * decay + Double(Autograd.noGrad { fake.mean() }.item) * (1 - decay)
+        update(meanReal: Double(Autograd.noGrad { real.mean() }.item), meanFake: Double(Autograd.noGrad { fake.mean() }.item))
+    }
+
+    /// The same update from the batch means (a data-parallel job passes the global batch's).
+    public mutating func update(meanReal: Double, meanFake: Double) {
+        logitsReal = logitsReal * decay + meanReal * (1 - decay)
+        logitsFake = logitsFake * decay + meanFake * (1 - decay)
     }
 }

@@ -97,7 +97,7 @@ public final class AdversarialTraining {
     /// biases, none on the rest (1-D: biases, BatchNorm affine).
     public let decayed: AdamW
     public let undecayed: AdamW
-    public private(set) var lecam: LeCAMEMA
+    public internal(set) var lecam: LeCAMEMA
     /// This process's rank in a data-parallel job: folded into the augmentation streams so that
     /// ranks draw different augmentations (the discriminator's initialization does not depend
     /// on it).
@@ -160,9 +160,13 @@ public final class AdversarialTraining {
     /// the backward and before clipping on the discriminator's parameters (e.g. the all-reduce
     /// average of a data-parallel job, as DDP does for the official discriminator). Throws, without
     /// updating the weights, on mismatched batches or a non-finite gradient norm.
+    /// `reduceMeans`, when given, turns this rank's batch means into the global batch's (the
+    /// share-weighted sum over the ranks): the LeCAM averages then follow the global batch on
+    /// every rank, as in one process, and stay identical across ranks.
     @discardableResult
     public func discriminatorStep(real: Tensor, fake: Tensor, step: Int, lr: Float,
-                                  reduceGradients: (([(String, Tensor)]) throws -> Void)? = nil) throws -> DiscriminatorStats? {
+                                  reduceGradients: (([(String, Tensor)]) throws -> Void)? = nil,
+                                  reduceMeans: (([Double]) throws -> [Double])? = nil) throws -> DiscriminatorStats? {
         guard real.shape == fake.shape, real.rank == 4, real.dim(1) == options.discriminator.inputChannels else {
             throw TokenizerError.badInput("discriminator step: real \(real.shape) and fake \(fake.shape) must be equal (N, \(options.discriminator.inputChannels), H, W) batches")
         }
@@ -184,7 +188,9 @@ public final class AdversarialTraining {
         var loss: Tensor
         var lecamValue: Float = 0
         if let lw = options.lecamWeight {
-            lecam.update(logitsReal: logitsReal, logitsFake: logitsFake)
+            var means = [Double(Autograd.noGrad { logitsReal.mean() }.item), Double(Autograd.noGrad { logitsFake.mean() }.item)]
+            if let reduceMeans { means = try reduceMeans(means) }
+            lecam.update(meanReal: means[0], meanFake: means[1])
             let reg = AdversarialLoss.lecamRegularization(logitsReal: logitsReal, logitsFake: logitsFake, ema: lecam)
             lecamValue = reg.item
             loss = (reg * lw + dLoss) * weight
@@ -243,6 +249,20 @@ public final class AdversarialTraining {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try atomicWrite(try encoder.encode(state), to: folder + "/" + Self.stateFile)
+    }
+
+    /// The LeCAM averages as exact bytes (what rank 0 sends the other ranks of a resumed job;
+    /// the tensors travel with the training state).
+    public var lecamBytes: [UInt8] {
+        withUnsafeBytes(of: (lecam.logitsReal.bitPattern, lecam.logitsFake.bitPattern)) { Array($0) }
+    }
+
+    /// Takes over `lecamBytes` of another rank.
+    public func adoptLeCAM(_ bytes: [UInt8]) throws {
+        guard bytes.count == 16 else { throw TokenizerError.badInput("LeCAM state of \(bytes.count) bytes (expected 16)") }
+        let (real, fake) = bytes.withUnsafeBytes { ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+        lecam.logitsReal = Double(bitPattern: real)
+        lecam.logitsFake = Double(bitPattern: fake)
     }
 
     /// Reads what `save(into:)` wrote (strictly: every key present, shapes equal).

@@ -84,6 +84,9 @@ public final class TokenizerTrainer {
     /// Called after `afterBackward` and before clipping with the parameters whose gradients
     /// the step uses (data-parallel training sums the ranks' gradients here).
     public var reduceGradients: (([Tensor]) throws -> Void)?
+    /// Data-parallel: this rank's batch statistics to the global batch's (share-weighted sum
+    /// over the ranks); nil in one process.
+    public var reduceStatistics: (([Double]) throws -> [Double])?
     public internal(set) var step = 0
     /// Codebook usage of the last step's batch (for logging; nil for the Gaussian).
     public internal(set) var lastUsage: QuantizerStats?
@@ -217,7 +220,7 @@ public final class TokenizerTrainer {
         if let adversarial {
             let reduce = reduceGradients.map { r in { (p: [(String, Tensor)]) throws in try r(p.map(\.1)) } }
             if let d = try adversarial.discriminatorStep(real: images, fake: fwd.reconstruction.detached(), step: step + 1,
-                                                         lr: optimizer.lr, reduceGradients: reduce) {
+                                                         lr: optimizer.lr, reduceGradients: reduce, reduceMeans: reduceStatistics) {
                 stats.extra["disc_loss"] = d.loss
                 stats.extra["disc_logits_real"] = d.logitsRealMean
                 stats.extra["disc_logits_fake"] = d.logitsFakeMean

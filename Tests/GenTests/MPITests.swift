@@ -279,6 +279,37 @@ final class MPITests: XCTestCase {
         XCTAssertGreaterThan(far, 1e-2)
     }
 
+    /// The PatchGAN from step 0 with a strong LeCAM term. The official code under DDP keeps one
+    /// LeCAM average per process, from its own rows; here every rank updates them with the means
+    /// of the global batch (a share-weighted sum over the ranks), so the ranks hold the same
+    /// averages, the one value a checkpoint saves resumes every rank, and a resumed job hands
+    /// rank 0's to the others. Check: 4 steps, a stop and 4 more on 2 ranks give the bits of 8
+    /// uninterrupted steps (weights, discriminator and averages). Before, ranks > 0 restarted
+    /// their averages at 0 (and would have taken a value that was not theirs).
+    func testTwoRanksShareTheLeCAMAveragesAndResumeThem() throws {
+        let d = tempDir("mpi-lecam")
+        let args = ["train-tokenizer", "--steps", "8", "--limit", "256", "--save-every", "4", "--log-every", "4", "--lr", "1e-3",
+                    "--disc-weight", "0.5", "--disc-start", "0", "--lecam-weight", "10"] + tinyTokenizerArgs
+        var r = try mpiGen(2, args + ["--out", d + "/two"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try mpiGen(2, args + ["--out", d + "/split", "--stop-after", "4"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try mpiGen(2, args + ["--out", d + "/split", "--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        func lecam(_ run: String) throws -> [Double] {
+            let data = try Data(contentsOf: URL(fileURLWithPath: d + "/" + run + "/checkpoint/training/adversarial.json"))
+            let o = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            return [o["lecam_logits_real_ema"] as! Double, o["lecam_logits_fake_ema"] as! Double]
+        }
+        let two = try lecam("two")
+        XCTAssertNotEqual(two[0], 0)
+        XCTAssertEqual(try lecam("split"), two)
+        for file in ["train-model.safetensors", "discriminator.safetensors"] {
+            let a = try weights(d + "/two/checkpoint/training/" + file), b = try weights(d + "/split/checkpoint/training/" + file)
+            XCTAssertEqual(a, b, "\(file): the resumed 2-rank run differs from the uninterrupted one by up to \(maxDifference(a, b))")
+        }
+    }
+
     /// The evaluation classifier on 2 ranks x 32 images against one process x 64: 8 steps (one
     /// epoch of 512 images) at the default lr 2e-3, all inside the 100-step warm-up.
     ///

@@ -152,6 +152,7 @@ public final class TokenizerTrainingJob: TrainingTask {
         let (images, _) = try dataset.batch(idx, flips: flips)
         let weight = Float(share.count) / Float(options.batchSize)
         trainer.reduceGradients = parallel.isParallel ? { try parallel.sumGradients($0, weight: weight) } : nil
+        trainer.reduceStatistics = parallel.isParallel ? { try parallel.sumStatistics($0, weight: Double(weight)) } : nil
         var stats = try trainer.trainStep(images)
         let sums = try parallel.sumStatistics([Double(stats.total), Double(stats.reconstruction), Double(stats.entropy)], weight: Double(weight))
         (stats.total, stats.reconstruction, stats.entropy) = (Float(sums[0]), Float(sums[1]), Float(sums[2]))
@@ -201,6 +202,12 @@ public final class TokenizerTrainingJob: TrainingTask {
             a.decayed.step = updates
             a.undecayed.step = updates
         }
+    }
+
+    /// The LeCAM averages (Doubles, kept identical on every rank by `reduceStatistics`).
+    public func broadcastState(_ parallel: DataParallel) throws {
+        guard let a = trainer.adversarial else { return }
+        try a.adoptLeCAM(parallel.world.broadcast(bytes: a.lecamBytes))
     }
 
     var stepsPerEpoch: Int { count / options.batchSize }

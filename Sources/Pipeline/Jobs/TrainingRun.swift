@@ -87,6 +87,9 @@ public protocol TrainingTask: AnyObject {
     var replicatedTensors: [Tensor] { get }
     /// Takes over the counters of a resumed run whose tensors arrive by broadcast (ranks > 0).
     func adopt(step: Int, progress: Progress) throws
+    /// Sends rank 0's training state that is not a tensor to the other ranks, after the tensors
+    /// (default: there is none).
+    func broadcastState(_ parallel: DataParallel) throws
 }
 
 /// The names a task's run uses.
@@ -125,6 +128,8 @@ extension TrainingTask {
     public static func resumedSteps(given: Int, saved: Int) -> Int { given > 0 ? given : saved }
 
     public func decorate(_ record: inout [String: Any]) {}
+
+    public func broadcastState(_ parallel: DataParallel) throws {}
 }
 
 /// state.json of a checkpoint: kind, step, options and the matmul precision of the run, with
@@ -238,6 +243,7 @@ public final class TrainingRun<Task: TrainingTask> {
             try task.adopt(step: saved.step, progress: saved.progress)
         }
         try parallel.broadcast(task.stateTensors)
+        if parallel.isParallel { try task.broadcastState(parallel) }
         try parallel.verifyIdentical(task.replicatedTensors, what: "weights at the start")
     }
 
