@@ -19,10 +19,17 @@ final class GenInfoRobustnessTests: XCTestCase {
             text = config
         } else {
             var object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: src + "/config.json"))) as! [String: Any]
-            for k in changes.keys { object[k] = nil }
+            // A field that the config keeps inside its softvq_swift block is replaced there (a
+            // placeholder string, swapped for the raw value after serialization); the rest at the top.
+            var block = object["softvq_swift"] as? [String: Any] ?? [:]
+            let nested = changes.filter { block[$0.key] != nil }, top = changes.filter { block[$0.key] == nil }
+            for (i, k) in nested.keys.sorted().enumerated() { block[k] = "@@RAW\(i)@@" }
+            if !nested.isEmpty { object["softvq_swift"] = block }
+            for k in top.keys { object[k] = nil }
             text = String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self)
+            for (i, k) in nested.keys.sorted().enumerated() { text = text.replacingOccurrences(of: "\"@@RAW\(i)@@\"", with: nested[k]!) }
             text.removeLast()
-            for (k, v) in changes.sorted(by: { $0.key < $1.key }) { text += ", \"\(k)\": \(v)" }
+            for (k, v) in top.sorted(by: { $0.key < $1.key }) { text += ", \"\(k)\": \(v)" }
             text += "}"
         }
         try Data(text.utf8).write(to: URL(fileURLWithPath: d + "/config.json"))
