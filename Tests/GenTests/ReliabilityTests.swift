@@ -363,7 +363,11 @@ final class EvalClassCheckTests: XCTestCase {
         let d = tempDir("eval-classes")
         try FileManager.default.createDirectory(atPath: d + "/sit", withIntermediateDirectories: true)
         var config = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: root + "/Checkpoints/fashion-sit/config.json")!) as! [String: Any]
-        config["class_names"] = (config["class_names"] as! [String]).reversed().map { $0.replacingOccurrences(of: " ", with: "_") }
+        // class_names sits in the softvq_swift block (configs before it: at the top level).
+        var block = config["softvq_swift"] as? [String: Any] ?? config
+        let names = try XCTUnwrap(block["class_names"] as? [String], "the shipped SiT config has no class_names")
+        block["class_names"] = names.reversed().map { $0.replacingOccurrences(of: " ", with: "_") }
+        if config["softvq_swift"] != nil { config["softvq_swift"] = block } else { config = block }
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: d + "/sit/config.json"))
         try FileManager.default.copyItem(atPath: root + "/Checkpoints/fashion-sit/model.safetensors", toPath: d + "/sit/model.safetensors")
         let r = try gen(["eval", "--tokenizer", root + "/Checkpoints/fashion-tokenizer", "--sit", d + "/sit",
