@@ -97,7 +97,7 @@ public final class AdversarialTraining {
     /// biases, none on the rest (1-D: biases, BatchNorm affine).
     public let decayed: AdamW
     public let undecayed: AdamW
-    public internal(set) var lecam: LeCAMEMA
+    public private(set) var lecam: LeCAMEMA
     /// This process's rank in a data-parallel job: folded into the augmentation streams so that
     /// ranks draw different augmentations (the discriminator's initialization does not depend
     /// on it).
@@ -185,10 +185,11 @@ public final class AdversarialTraining {
         let weight = AdversarialLoss.adoptWeight(options.discWeight, step: step, threshold: options.discStart)
 
         let dLoss = AdversarialLoss.discriminator(options.discLoss, logitsReal: logitsReal, logitsFake: logitsFake)
+        let realMean = Autograd.noGrad { logitsReal.mean() }.item, fakeMean = Autograd.noGrad { logitsFake.mean() }.item
         var loss: Tensor
         var lecamValue: Float = 0
         if let lw = options.lecamWeight {
-            var means = [Double(Autograd.noGrad { logitsReal.mean() }.item), Double(Autograd.noGrad { logitsFake.mean() }.item)]
+            var means = [Double(realMean), Double(fakeMean)]
             if let reduceMeans { means = try reduceMeans(means) }
             lecam.update(meanReal: means[0], meanFake: means[1])
             let reg = AdversarialLoss.lecamRegularization(logitsReal: logitsReal, logitsFake: logitsFake, ema: lecam)
@@ -212,8 +213,7 @@ public final class AdversarialTraining {
 
         let stats = DiscriminatorStats(
             loss: loss.item, discriminatorLoss: dLoss.item,
-            logitsRealMean: Autograd.noGrad { logitsReal.mean() }.item,
-            logitsFakeMean: Autograd.noGrad { logitsFake.mean() }.item,
+            logitsRealMean: realMean, logitsFakeMean: fakeMean,
             consistency: crValue, lecam: lecamValue, gradientNorm: 0, weight: weight)
         loss.backward()
 
