@@ -8,9 +8,11 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure a tokenizer and a SiT on Fashion-MNIST's test split (accuracy, PSNR, SSIM, class fidelity, Frechet distances).",
         discussion: """
-        Generation is swept over --sampler x --cfg-scale x --num-steps (comma-separated lists); the table goes to stdout and, with --out, to eval.md / eval.json with plots.
+        Generation is swept over --sampler x --num-steps x --guidance-high x --cfg-scale (comma-separated lists; cfg 1 has no guidance and is measured once per sampler and step count); the table goes to stdout and, with --out, to eval.md / eval.json with plots, rewritten after every setting.
 
-        Example: gen eval --tokenizer Checkpoints/fashion-tokenizer --sit Checkpoints/fashion-sit --classifier Checkpoints/fashion-classifier --out eval
+        Examples:
+          gen eval --tokenizer Checkpoints/fashion-tokenizer --sit Checkpoints/fashion-sit --classifier Checkpoints/fashion-classifier --out eval
+          gen eval --tokenizer Checkpoints/fashion-tokenizer --sit Checkpoints/fashion-sit --classifier Checkpoints/fashion-classifier --per-class 100 --sampler euler,heun --num-steps 10 --cfg 1,2,3 --guidance-high 1,0.7 --out sweep
         """)
 
     @OptionGroup var compute: ComputeOptions
@@ -24,7 +26,7 @@ struct Eval: ParsableCommand {
     @Option(name: [.customLong("num-steps"), .customLong("steps")], help: "Comma-separated sampler step counts.") var steps = "10,25"
     @Option(name: [.customLong("sampler"), .customLong("samplers")], help: "Comma-separated samplers: euler, heun, euler-maruyama.") var sampler = "euler"
     @Option(name: .customLong("guidance-low"), parsing: .unconditional, help: "Guidance applies for t >= this.") var guidanceLow: Double = 0
-    @Option(name: .customLong("guidance-high"), parsing: .unconditional, help: "Guidance applies for t <= this.") var guidanceHigh: Double = 1
+    @Option(name: .customLong("guidance-high"), parsing: .unconditional, help: "Comma-separated upper ends of the guidance interval: guidance applies for t <= this (t = 1 is noise; 1: at every t).") var guidanceHigh = "1"
     @Option(parsing: .unconditional, help: "Seed of the first generated image (0...2^64-1, or 'random').") var seed: Seed = Seed(0)
     @Option(name: .customLong("reconstruction-limit"), parsing: .unconditional, help: "Reconstruct only the first N test images.") var reconstructionLimit: Int?
     @Option(name: [.customShort("o"), .customLong("out")], help: "Folder for eval.md, eval.json and plots.") var out: String?
@@ -32,12 +34,13 @@ struct Eval: ParsableCommand {
     func validate() throws {
         try require(perClass, "--per-class", in: 1...1_000_000)
         try require(guidanceLow, "--guidance-low", in: Limits.unitInterval)
-        try require(guidanceHigh, "--guidance-high", in: Limits.unitInterval)
+        let highs = try commaList(guidanceHigh, "--guidance-high", in: Limits.unitInterval)
         try require(reconstructionLimit, "--reconstruction-limit", in: 1...Limits.images.upperBound)
         _ = try commaList(cfgScales, "--cfg-scale", in: Limits.cfg)
         _ = try commaList(steps, "--num-steps", in: Limits.samplerSteps)
         _ = try samplerList(sampler)
-        guard guidanceLow <= guidanceHigh else { throw ValidationError("--guidance-low must not exceed --guidance-high.") }
+        guard highs.allSatisfy({ guidanceLow <= $0 }) else { throw ValidationError("--guidance-low must not exceed any --guidance-high.") }
+        guard Set(highs).count == highs.count else { throw ValidationError("--guidance-high names a value twice: '\(guidanceHigh)'.") }
     }
 
     func run() throws {
@@ -45,7 +48,8 @@ struct Eval: ParsableCommand {
         try userFacing {
             try precision.apply()
             var o = EvalOptions(tokenizer: checkpointFolder(tokenizer), classifier: classifier + "/model.safetensors")
-            o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.methods = try samplerList(sampler); o.guidanceLow = guidanceLow; o.guidanceHigh = guidanceHigh
+            o.sit = sit.map(checkpointFolder); o.perClass = perClass; o.methods = try samplerList(sampler); o.guidanceLow = guidanceLow
+            o.guidanceHighs = try commaList(guidanceHigh, "--guidance-high", in: Limits.unitInterval)
             o.seed = seed.value; o.reconstructionLimit = reconstructionLimit; o.out = out
             if seed.isRandom { print("Seed: \(seed.value) (random)") }
             o.cfgScales = try commaList(cfgScales, "--cfg-scale", in: Limits.cfg)

@@ -376,30 +376,44 @@ final class EvalClassCheckTests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("not Fashion-MNIST's"), r.stderr)
     }
 
-    /// The sweep runs over a list of samplers (a row per sampler x cfg x steps, in eval.md and
-    /// eval.json) and reports the floor at its own sample count; a bad list is a usage error.
+    /// The sweep runs over lists of samplers and guidance intervals (a row per sampler x steps x
+    /// interval x cfg, cfg 1 once, in eval.md and eval.json) and reports the floor at its own
+    /// sample count; a bad list is a usage error.
     func testEvalSweepsSamplersAndReportsTheFloorAtItsCount() throws {
         try XCTSkipUnless(FashionMNIST.isAvailable(), "Fashion-MNIST (dataset-fashion-mnist) is not installed")
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let d = tempDir("eval-samplers")
         let base = ["eval", "--tokenizer", root + "/Checkpoints/fashion-tokenizer", "--sit", root + "/Checkpoints/fashion-sit",
-                    "--classifier", root + "/Checkpoints/fashion-classifier", "--per-class", "2", "--cfg-scale", "2", "--num-steps", "2",
+                    "--classifier", root + "/Checkpoints/fashion-classifier", "--per-class", "2", "--cfg-scale", "1,2", "--num-steps", "2",
                     "--reconstruction-limit", "20"]
-        var r = try gen(base + ["--sampler", "euler,heun", "--out", d + "/e"])
+        var r = try gen(base + ["--sampler", "euler,heun", "--guidance-high", "1,0.5", "--out", d + "/e"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let md = try String(contentsOfFile: d + "/e/eval.md", encoding: .utf8)
-        XCTAssertTrue(md.contains("| euler | 2.00 | 2 |"), md)
-        XCTAssertTrue(md.contains("| heun | 2.00 | 2 |"), md)
+        for row in ["| euler | 1.00 | 2 | none |", "| euler | 2.00 | 2 | [0, 1] |", "| euler | 2.00 | 2 | [0, 0.5] |",
+                    "| heun | 1.00 | 2 | none |", "| heun | 2.00 | 2 | [0, 1] |", "| heun | 2.00 | 2 | [0, 0.5] |"] {
+            XCTAssertTrue(md.contains(row), "\(row) in\n\(md)")
+        }
+        XCTAssertFalse(md.contains("settings measured"), md)
         XCTAssertTrue(md.contains("20 training images (floor at the sweep's count)"), md)
         let json = try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: d + "/e/eval.json")!) as! [String: Any]
         let rows = json["generation"] as! [[String: Any]]
-        XCTAssertEqual(rows.compactMap { $0["sampler"] as? String }, ["euler", "heun"])
+        XCTAssertEqual(rows.compactMap { $0["sampler"] as? String }, ["euler", "euler", "euler", "heun", "heun", "heun"])
+        XCTAssertEqual(rows.map { $0["guidanceInterval"] as? [Double] }, [nil, [0, 1], [0, 0.5], nil, [0, 1], [0, 0.5]])
+        XCTAssertEqual(json["settingsPlanned"] as? Int, 6)
+        // Guidance on fewer steps changes the images: the two intervals differ in FD.
+        XCTAssertNotEqual(rows[1]["fd"] as? Double, rows[2]["fd"] as? Double)
         let floor20 = try XCTUnwrap(json["trainTestFDAtSweepCount"] as? Double), floor = try XCTUnwrap(json["trainTestFD"] as? Double)
         XCTAssertGreaterThan(floor20, floor, "20 images estimate the statistics far worse than 10,000")
         for bad in ["euler,euler", "euler,rk4", "euler,"] {
             r = try gen(base + ["--sampler", bad])
             XCTAssertEqual(r.status, 2, "\(bad): \(r.stderr)")
         }
+        for bad in ["0.5,0.5", "1.5", "nan", "0.7,", "-0.1"] {
+            r = try gen(base + ["--guidance-high", bad])
+            XCTAssertEqual(r.status, 2, "\(bad): \(r.stderr)")
+        }
+        r = try gen(base + ["--guidance-low", "0.6", "--guidance-high", "1,0.5"])
+        XCTAssertEqual(r.status, 2, r.stderr)
     }
 }
 

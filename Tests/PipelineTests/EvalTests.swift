@@ -68,3 +68,26 @@ final class ClassFidelityTests: XCTestCase {
         XCTAssertGreaterThan(accuracy, 0.88)
     }
 }
+
+final class EvalSweepTests: XCTestCase {
+    /// sampler x steps x interval x cfg, with cfg 1 (no guidance) measured once per sampler and
+    /// step count whatever the intervals.
+    func testSweepSettingsMeasureCfgOneOnce() {
+        var o = EvalOptions(tokenizer: "t", classifier: "c")
+        o.methods = [.euler, .heun]; o.steps = [10]; o.cfgScales = [1, 2]; o.guidanceHighs = [1, 0.7]
+        let s = EvalJob.sweepSettings(o)
+        XCTAssertEqual(s.map { "\($0.method.rawValue) \($0.steps) \($0.guidanceHigh) \($0.cfg)" },
+                       ["euler 10 1.0 1.0", "euler 10 1.0 2.0", "euler 10 0.7 2.0", "heun 10 1.0 1.0", "heun 10 1.0 2.0", "heun 10 0.7 2.0"])
+    }
+
+    /// A report written part-way says how many settings it holds; the finished one does not.
+    func testPartialReportSaysHowManySettingsItHolds() {
+        var r = EvalReport()
+        r.settingsPlanned = 3
+        r.generation = [GenerationScore(sampler: "euler", cfgScale: 2, steps: 10, guidanceInterval: [0, 0.7], classFidelity: 0.9, fd: 5, seconds: 1)]
+        XCTAssertTrue(r.table().contains("| euler | 2.00 | 10 | [0, 0.7] | 90.00% |"), r.table())
+        XCTAssertTrue(r.table().contains("1 of 3 settings measured"), r.table())
+        r.settingsPlanned = 1
+        XCTAssertFalse(r.table().contains("settings measured"), r.table())
+    }
+}

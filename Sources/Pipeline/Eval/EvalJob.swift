@@ -2,7 +2,8 @@
 // project's own classifier: classifier accuracy; reconstruction PSNR, SSIM and feature Frechet
 // distance; generation class fidelity and FD against the test set, next to the train-vs-test
 // FD floor (and the same distance at the sweep's sample count); and a sweep over sampler, CFG
-// scale and sampler steps (table + plots).
+// scale, sampler steps and guidance interval (table + plots), written again after every setting
+// so an interrupted sweep keeps what it measured.
 
 import Datasets
 import Formats
@@ -22,7 +23,8 @@ public struct EvalOptions: Sendable {
     public var steps: [Int] = [10, 25]
     public var methods: [SamplerMethod] = [.euler]
     public var guidanceLow: Double = 0
-    public var guidanceHigh: Double = 1
+    /// Upper ends of the guidance interval [guidanceLow, high] to sweep (1: guidance at every t).
+    public var guidanceHighs: [Double] = [1]
     public var seed: UInt64 = 0
     public var reconstructionLimit: Int? = nil
     public var out: String? = nil
@@ -38,6 +40,9 @@ public struct GenerationScore: Codable, Sendable {
     public var sampler: String? = nil
     public let cfgScale: Double
     public let steps: Int
+    /// [low, high]: guidance applies where low <= t <= high (absent in reports written before
+    /// the sweep recorded it, and for cfg 1, where there is no guidance).
+    public var guidanceInterval: [Double]? = nil
     public let classFidelity: Double
     public let fd: Double
     public let seconds: Double
@@ -55,6 +60,9 @@ public struct EvalReport: Codable, Sendable {
     public var trainTestFDAtSweepCount: Double? = nil
     public var generation: [GenerationScore] = []
     public var images: Int = 0
+    /// Settings the sweep plans; `generation.count` of them are measured (fewer while it runs,
+    /// or when it was interrupted).
+    public var settingsPlanned: Int? = nil
 
     public func table() -> String {
         var s = "| metric | value |\n|---|---|\n"
@@ -67,11 +75,15 @@ public struct EvalReport: Codable, Sendable {
             s += String(format: "| train-vs-test FD, %d training images (floor at the sweep's count) | %.3f |\n", images, f)
         }
         if !generation.isEmpty {
-            s += "\n| sampler | cfg | steps | class fidelity | FD vs test | FD / floor | seconds |\n|---|---|---|---|---|---|---|\n"
+            s += "\n| sampler | cfg | steps | guidance on t | class fidelity | FD vs test | FD / floor | seconds |\n|---|---|---|---|---|---|---|---|\n"
             for g in generation {
-                s += String(format: "| %@ | %.2f | %d | %.2f%% | %.3f | %.2fx | %.1f |\n", g.sampler ?? "euler", g.cfgScale, g.steps,
+                let interval = g.guidanceInterval.map { String(format: "[%g, %g]", $0[0], $0[1]) } ?? (g.cfgScale == 1 ? "none" : "[0, 1]")
+                s += String(format: "| %@ | %.2f | %d | %@ | %.2f%% | %.3f | %.2fx | %.1f |\n", g.sampler ?? "euler", g.cfgScale, g.steps, interval,
                             g.classFidelity * 100, g.fd, g.fd / max(trainTestFD, 1e-9), g.seconds)
             }
+        }
+        if let planned = settingsPlanned, generation.count < planned {
+            s += "\n\(generation.count) of \(planned) settings measured (the sweep is running, or was interrupted).\n"
         }
         return s
     }
@@ -193,55 +205,94 @@ public enum EvalJob {
                 log(String(format: "train-vs-test FD with %d training images (the floor at this count): %.3f", balanced.count,
                            report.trainTestFDAtSweepCount!))
             }
-            for method in o.methods {
-            for steps in o.steps {
-                for cfg in o.cfgScales {
-                    var g = GenerationOptions(sit: sit, tokenizer: o.tokenizer)
-                    g.steps = steps; g.cfgScale = cfg; g.method = method; g.guidanceLow = o.guidanceLow
-                    g.guidanceHigh = o.guidanceHigh; g.batchSize = 100; g.batchInvariant = false
-                    let t0 = now()
-                    let gbar = ProgressBar(total: items.count * steps, label: "\(method.rawValue) cfg \(cfg) steps \(steps)", unit: "img-step")
-                    let images = try GenerationJob.generate(models, g, items: items) { gbar.update(by: $0) }
-                    gbar.finish()
-                    let (features, predictions) = classifier.evaluate(ImageMetrics.classifierInput(images.map(\.image)))
-                    let score = GenerationScore(sampler: method.rawValue, cfgScale: cfg, steps: steps, classFidelity: accuracy(predictions, images.map(\.label)),
-                                                fd: try FrechetDistance.distance(GaussianStats(features: features), testStats),
-                                                seconds: now() - t0)
-                    log(String(format: "%@, cfg %.2f, %d steps: class fidelity %.2f%%, FD %.3f (%.2fx floor)", method.rawValue, cfg, steps,
-                               score.classFidelity * 100, score.fd, score.fd / max(report.trainTestFD, 1e-9)))
-                    report.generation.append(score)
-                }
-            }
+            let settings = sweepSettings(o)
+            report.settingsPlanned = settings.count
+            if let out = o.out { try write(report, o, to: out) }
+            for s in settings {
+                var g = GenerationOptions(sit: sit, tokenizer: o.tokenizer)
+                g.steps = s.steps; g.cfgScale = s.cfg; g.method = s.method; g.guidanceLow = o.guidanceLow
+                g.guidanceHigh = s.guidanceHigh; g.batchSize = 100; g.batchInvariant = false
+                let t0 = now()
+                let label = "\(s.method.rawValue) cfg \(s.cfg) steps \(s.steps)" + (s.cfg == 1 || s.guidanceHigh == 1 && o.guidanceLow == 0 ? "" : " t<=\(s.guidanceHigh)")
+                let gbar = ProgressBar(total: items.count * s.steps, label: label, unit: "img-step")
+                let images = try GenerationJob.generate(models, g, items: items) { gbar.update(by: $0) }
+                gbar.finish()
+                let (features, predictions) = classifier.evaluate(ImageMetrics.classifierInput(images.map(\.image)))
+                let score = GenerationScore(sampler: s.method.rawValue, cfgScale: s.cfg, steps: s.steps,
+                                            guidanceInterval: s.cfg == 1 ? nil : [o.guidanceLow, s.guidanceHigh],
+                                            classFidelity: accuracy(predictions, images.map(\.label)),
+                                            fd: try FrechetDistance.distance(GaussianStats(features: features), testStats),
+                                            seconds: now() - t0)
+                log(String(format: "%@: class fidelity %.2f%%, FD %.3f (%.2fx floor)", label,
+                           score.classFidelity * 100, score.fd, score.fd / max(report.trainTestFD, 1e-9)))
+                report.generation.append(score)
+                if let out = o.out { try write(report, o, to: out) }
             }
         }
         if let out = o.out {
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-            try atomicWrite(Data(report.table().utf8), to: out + "/eval.md")
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try atomicWrite(try enc.encode(report), to: out + "/eval.json")
-            if !report.generation.isEmpty {
-                var fdSeries: [LinePlot.Series] = [], fidSeries: [LinePlot.Series] = []
-                for method in o.methods {
-                    for steps in o.steps {
-                        let rows = report.generation.filter { $0.steps == steps && ($0.sampler ?? "euler") == method.rawValue }
-                        let name = o.methods.count > 1 ? "\(method.rawValue), \(steps) steps" : "\(steps) steps"
+            try write(report, o, to: out)
+            log("Wrote \(out)/eval.md, eval.json and plots.")
+        }
+        return report
+    }
+
+    /// One generation setting of the sweep.
+    struct Setting: Equatable {
+        let method: SamplerMethod
+        let steps: Int
+        let guidanceHigh: Double
+        let cfg: Double
+    }
+
+    /// sampler x steps x guidance interval x cfg, in that nesting; cfg 1 has no guidance, so it
+    /// is measured once per sampler and step count, whatever the intervals.
+    static func sweepSettings(_ o: EvalOptions) -> [Setting] {
+        var settings: [Setting] = []
+        for method in o.methods {
+            for steps in o.steps {
+                for (k, high) in o.guidanceHighs.enumerated() {
+                    for cfg in o.cfgScales where cfg != 1 || k == 0 {
+                        settings.append(Setting(method: method, steps: steps, guidanceHigh: high, cfg: cfg))
+                    }
+                }
+            }
+        }
+        return settings
+    }
+
+    /// eval.md, eval.json and the plots for what `report` holds so far (each file replaced whole).
+    static func write(_ report: EvalReport, _ o: EvalOptions, to out: String) throws {
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try atomicWrite(Data(report.table().utf8), to: out + "/eval.md")
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try atomicWrite(try enc.encode(report), to: out + "/eval.json")
+        if !report.generation.isEmpty {
+            var fdSeries: [LinePlot.Series] = [], fidSeries: [LinePlot.Series] = []
+            for method in o.methods {
+                for steps in o.steps {
+                    for high in o.guidanceHighs {
+                        // cfg 1 (no guidance) belongs to every interval's curve.
+                        let rows = report.generation.filter {
+                            $0.steps == steps && ($0.sampler ?? "euler") == method.rawValue && ($0.cfgScale == 1 || $0.guidanceInterval?[1] == high)
+                        }
+                        if rows.isEmpty { continue }
+                        var name = o.methods.count > 1 ? "\(method.rawValue), \(steps) steps" : "\(steps) steps"
+                        if o.guidanceHighs.count > 1 { name += String(format: ", t <= %g", high) }
                         fdSeries.append(.init(name: "FD, " + name, x: rows.map(\.cfgScale), y: rows.map(\.fd)))
                         fidSeries.append(.init(name: "fidelity %, " + name, x: rows.map(\.cfgScale), y: rows.map { $0.classFidelity * 100 }))
                     }
                 }
-                fdSeries.append(.init(name: "train-vs-test floor", x: o.cfgScales, y: o.cfgScales.map { _ in report.trainTestFD }))
-                if let f = report.trainTestFDAtSweepCount {
-                    fdSeries.append(.init(name: "floor at \(report.images) images", x: o.cfgScales, y: o.cfgScales.map { _ in f }))
-                }
-                try LinePlot(title: "Frechet distance to the test set vs CFG scale", xLabel: "cfg scale", yLabel: "FD", series: fdSeries)
-                    .writePNG(path: out + "/eval_fd.png")
-                try LinePlot(title: "class fidelity vs CFG scale", xLabel: "cfg scale", yLabel: "%", series: fidSeries)
-                    .writePNG(path: out + "/eval_fidelity.png")
             }
-            log("Wrote \(out)/eval.md, eval.json and plots.")
+            fdSeries.append(.init(name: "train-vs-test floor", x: o.cfgScales, y: o.cfgScales.map { _ in report.trainTestFD }))
+            if let f = report.trainTestFDAtSweepCount {
+                fdSeries.append(.init(name: "floor at \(report.images) images", x: o.cfgScales, y: o.cfgScales.map { _ in f }))
+            }
+            try LinePlot(title: "Frechet distance to the test set vs CFG scale", xLabel: "cfg scale", yLabel: "FD", series: fdSeries)
+                .writePNG(path: out + "/eval_fd.png")
+            try LinePlot(title: "class fidelity vs CFG scale", xLabel: "cfg scale", yLabel: "%", series: fidSeries)
+                .writePNG(path: out + "/eval_fidelity.png")
         }
-        return report
     }
 }
 
