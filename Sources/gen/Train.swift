@@ -31,6 +31,8 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("log-every"), parsing: .unconditional, help: "Log every N steps.") var logEvery = 50
     @Option(name: .customLong("stop-after"), parsing: .unconditional, help: "Stop after N steps of this invocation (the run stays resumable).") var stopAfter: Int?
     @Flag(name: .customLong("allow-missing-classes"), help: "Train even if some classes of the cache have no latents.") var allowMissingClasses = false
+    @Flag(name: .customLong("no-flip"), help: ArgumentHelp("Train on the latents of the images as they are, never their mirrored latents.",
+          discussion: "For data whose orientation matters (Fashion-MNIST's shoes all point left; mirrored ones are out of its distribution). With --resume: for the rest of the run.")) var noFlip = false
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
     @Flag(help: "Replace an existing run in --out.") var overwrite = false
 
@@ -50,6 +52,7 @@ struct Train: ParsableCommand {
         o.qkNorm = qkNorm; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery; o.allowMissingClasses = allowMissingClasses ? true : nil
+        o.randomFlip = !noFlip
         try userFacing {
             let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite, precision: precision.precision)
             job.command = commandLine()

@@ -196,4 +196,29 @@ final class LatentCacheTests: XCTestCase {
         let resumed = try LatentBatchLoader(reader: reader, batchSize: 3, rng: RandomGenerator(seed: 1), position: saved)
         for k in 4..<7 { XCTAssertEqual(try resumed.next().latents.scalars, a[k].0) }
     }
+
+    /// randomFlip (gen train's default) picks a mirrored latent for about half the samples;
+    /// off (--no-flip) it never does; and --no-flip on a resume switches a flipping run off.
+    func testNoFlipNeverReadsTheMirroredLatents() throws {
+        let dir = makeTempDir(); defer { try? FileManager.default.removeItem(atPath: dir) }
+        try writeAll(dir + "/cache.h5")
+        let reader = try LatentCacheReader(path: dir + "/cache.h5")
+        func mirrored(_ randomFlip: Bool) throws -> Int {
+            let loader = try LatentBatchLoader(reader: reader, batchSize: 3, rng: RandomGenerator(seed: 4), randomFlip: randomFlip)
+            var count = 0
+            for _ in 0..<30 {
+                let v = try loader.next().latents.scalars
+                for i in 0..<3 where v[i * l * c] * 2 + 0.5 < 0 || (v[i * l * c] * 2 + 0.5 == 0 && v[i * l * c + 1] * 2 + 0.5 < 0) { count += 1 }
+            }
+            return count
+        }
+        XCTAssertEqual(try mirrored(false), 0)
+        XCTAssertGreaterThan(try mirrored(true), 20, "90 samples, about half mirrored")
+        var saved = SiTTrainingOptions(), given = SiTTrainingOptions()
+        XCTAssertTrue(try SiTTrainingJob.resumedOptions(given: given, saved: saved, out: "run").randomFlip)
+        given.randomFlip = false
+        XCTAssertFalse(try SiTTrainingJob.resumedOptions(given: given, saved: saved, out: "run").randomFlip)
+        saved.randomFlip = false; given.randomFlip = true
+        XCTAssertFalse(try SiTTrainingJob.resumedOptions(given: given, saved: saved, out: "run").randomFlip, "a no-flip run stays so")
+    }
 }

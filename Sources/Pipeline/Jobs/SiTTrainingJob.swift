@@ -29,6 +29,8 @@ public struct SiTTrainingOptions: TrainingOptions, Sendable {
     public var classDropout: Double = 0.1
     public var path: InterpolantPath = .linear
     public var timeSampling: TimeSampling = .uniform
+    /// Draw each sample's latent or its mirror's with probability 1/2 (the official loader);
+    /// off (`gen train --no-flip`) for data whose orientation matters.
     public var randomFlip: Bool = true
     public var seed: UInt64 = 0
     public var saveEvery: Int = 1000
@@ -89,6 +91,8 @@ public final class SiTTrainingJob: TrainingTask {
         }
         var options = saved
         options.steps = resumedSteps(given: given.steps, saved: saved.steps)
+        // --no-flip on a resume switches the rest of the run to the unmirrored latents.
+        if !given.randomFlip { options.randomFlip = false }
         return options
     }
 
