@@ -5,13 +5,14 @@
 #
 #   scripts/retrain-fashion.sh [stage ...]     stages: tokenizer tokenizer-eval precompute sit eval
 #                                              (default: all, in that order), and final
-#   RUNS=... SAMPLER=euler CFG=3 STEPS=25 scripts/retrain-fashion.sh final
+#   RUNS=... SAMPLER=euler CFG=3 STEPS=25 GUIDANCE_HIGH=1 scripts/retrain-fashion.sh final
 #                                              the chosen setting on 10,000 samples (1,000 per
 #                                              class), the count the train-vs-test floor uses
 #   RUNS=runs/fashion-v2  RANKS=2  GEN=.build/release/gen  (environment, defaults shown)
 #   TOKENIZER_STEPS=30000 SIT_STEPS=40000      planned totals; a resumed stage lays its cosine
 #                                              schedule over the value given now (shorter too)
-#   SAMPLERS=euler,heun CFGS=1,1.5,2,3,4 NUM_STEPS=10,25,50   the eval stage's sweep
+#   SAMPLERS=euler,heun CFGS=1,1.5,2,3,4 NUM_STEPS=10,25,50 GUIDANCE_HIGHS=1,0.7
+#                                              the eval stage's sweep
 #
 # With RANKS > 1 the training and precompute stages run data-parallel under mpirun, one thread
 # per rank (on 2 cores, 2 ranks x 1 thread trained this tokenizer 1.65x faster than 1 x 2). Long:
