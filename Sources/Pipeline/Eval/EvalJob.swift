@@ -230,7 +230,9 @@ public enum EvalJob {
             }
         }
         if let out = o.out {
-            try write(report, o, to: out)
+            // The sweep rewrote the files before and after each of its settings; without a SiT
+            // this is the only write.
+            if o.sit == nil { try write(report, o, to: out) }
             log("Wrote \(out)/eval.md, eval.json and plots.")
         }
         return report
