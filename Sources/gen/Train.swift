@@ -8,6 +8,8 @@ struct Train: ParsableCommand {
         abstract: "Train a class-conditional SiT on a latent cache (flow matching; resumable).",
         discussion: """
         Example: gen train --cache runs/latents.h5 --tokenizer runs/tok --out runs/sit-cosine --path cosine --steps 20000
+        Fine-tuning a trained SiT (its weights, a fresh optimizer and schedule):
+        Example: gen train --cache runs/latents.h5 --init-from runs/sit-cosine --path cosine --lr 1e-4 --steps 5000 --out runs/sit-tuned
         """)
 
     @OptionGroup var compute: ComputeOptions
@@ -33,6 +35,8 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("allow-missing-classes"), help: "Train even if some classes of the cache have no latents.") var allowMissingClasses = false
     @Flag(name: .customLong("no-flip"), help: ArgumentHelp("Train on the latents of the images as they are, never their mirrored latents.",
           discussion: "For data whose orientation matters (Fashion-MNIST's shoes all point left; mirrored ones are out of its distribution). With --resume: for the rest of the run.")) var noFlip = false
+    @Option(name: .customLong("init-from"), help: ArgumentHelp("Start from the weights of this SiT folder or run instead of a random initialization (fine-tuning).",
+            discussion: "Same architecture and tokenizer (the cache's); the optimizer, warmup and learning-rate schedule start afresh.")) var initFrom: String?
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
     @Flag(help: "Replace an existing run in --out.") var overwrite = false
 
@@ -41,6 +45,7 @@ struct Train: ParsableCommand {
         try require(depth, "--depth", in: Limits.depth)
         try require(heads, "--heads", in: Limits.heads)
         guard hidden % heads == 0 else { throw ValidationError("--hidden \(hidden) must be divisible by --heads \(heads).") }
+        if initFrom != nil && resume { throw ValidationError("--init-from starts a run; --resume continues one from its own checkpoint: pass one of them.") }
         try validateTrainingLoop(steps: steps, batchSize: batchSize, lr: lr, warmup: warmup, emaDecay: emaDecay,
                                  saveEvery: saveEvery, logEvery: logEvery, stopAfter: stopAfter, resume: resume, overwrite: overwrite)
     }
@@ -53,6 +58,7 @@ struct Train: ParsableCommand {
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed
         o.saveEvery = saveEvery; o.logEvery = logEvery; o.allowMissingClasses = allowMissingClasses ? true : nil
         o.randomFlip = !noFlip
+        o.initFrom = initFrom.map(checkpointFolder)
         try userFacing {
             let job = try SiTTrainingJob.open(options: o, out: out, resume: resume, overwrite: overwrite, precision: precision.precision)
             job.command = commandLine()

@@ -95,4 +95,45 @@ final class ExportTests: XCTestCase {
         XCTAssertEqual(r.status, 1)
         XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/x"))
     }
+
+    /// gen train --init-from: the run starts from the given SiT's weights (fresh optimizer);
+    /// another architecture, a missing folder or --resume with it are one clear sentence; a
+    /// resumed fine-tune no longer needs the folder it started from.
+    func testInitFromStartsFromTheGivenWeights() throws {
+        let d = tempDir("init-from")
+        XCTAssertEqual(try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32", "--log-every", "1"] + tinyTokenizerArgs).status, 0)
+        XCTAssertEqual(try gen(["precompute", "--tokenizer", d + "/tok", "--limit", "32", "--out", d + "/c.h5"]).status, 0)
+        let base = ["train", "--cache", d + "/c.h5", "--log-every", "1"] + tinySiTArgs
+        XCTAssertEqual(try gen(base + ["--out", d + "/a", "--steps", "6", "--lr", "1e-2"]).status, 0)
+        // One step at a negligible rate: the saved weights are the source's, a fresh run's are not.
+        var r = try gen(base + ["--out", d + "/b", "--steps", "2", "--lr", "1e-12", "--seed", "3", "--init-from", d + "/a"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(try gen(base + ["--out", d + "/fresh", "--steps", "1", "--lr", "1e-12", "--seed", "3"]).status, 0)
+        let a = try SafeTensorsFile(path: d + "/a/checkpoint/model.safetensors")
+        func largestDifference(_ run: String) throws -> Float {
+            let f = try SafeTensorsFile(path: d + "/" + run + "/checkpoint/model.safetensors")
+            return try a.names.map { n in zip(try a.tensor(n).scalars, try f.tensor(n).scalars).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
+        }
+        XCTAssertLessThan(try largestDifference("b"), 1e-6)
+        XCTAssertGreaterThan(try largestDifference("fresh"), 1e-3)
+        let state = try String(contentsOfFile: d + "/b/checkpoint/training/state.json", encoding: .utf8)
+        XCTAssertTrue(state.contains("init_from") || state.contains("initFrom"), state)
+
+        // Resuming the fine-tune reads its own checkpoint, not the folder it started from.
+        try FileManager.default.removeItem(atPath: d + "/a")
+        r = try gen(base + ["--out", d + "/b", "--steps", "3", "--resume"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+
+        r = try gen(base + ["--out", d + "/c", "--steps", "2", "--init-from", d + "/a"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--init-from"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/c/checkpoint"))
+        r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/c", "--steps", "2", "--init-from", d + "/b",
+                     "--hidden", "64", "--depth", "1", "--heads", "2", "--batch-size", "16"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("is a SiT of width 32, depth 1"), r.stderr)
+        r = try gen(base + ["--out", d + "/b", "--resume", "--init-from", d + "/b"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("pass one of them"), r.stderr)
+    }
 }

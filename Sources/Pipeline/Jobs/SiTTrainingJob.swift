@@ -37,6 +37,10 @@ public struct SiTTrainingOptions: TrainingOptions, Sendable {
     public var logEvery: Int = 50
     /// Train even if some classes the cache lists have no latents (nil in older runs: false).
     public var allowMissingClasses: Bool? = nil
+    /// A SiT folder (or run) whose weights start this run instead of a random initialization
+    /// (`gen train --init-from`: fine-tuning; fresh optimizer, warmup and schedule). Same
+    /// architecture and tokenizer; nil when the run started from scratch.
+    public var initFrom: String? = nil
 
     public init() {}
 }
@@ -91,6 +95,8 @@ public final class SiTTrainingJob: TrainingTask {
         }
         var options = saved
         options.steps = resumedSteps(given: given.steps, saved: saved.steps)
+        // A resumed run's weights are its checkpoint's; the folder it started from may be gone.
+        options.initFrom = nil
         // --no-flip on a resume switches the rest of the run to the unmirrored latents.
         if !given.randomFlip { options.randomFlip = false }
         return options
@@ -139,6 +145,7 @@ public final class SiTTrainingJob: TrainingTask {
         let model = try SiT(config: config)
         var initRng = RandomGenerator(seed: options.seed)
         model.initializeWeights(rng: &initRng)
+        if let folder = options.initFrom { try Self.initialize(model, from: folder, tokenizerSHA256: meta.tokenizerSHA256) }
         let ema = try SiT(config: config)
         let objective = FlowMatchingObjective(for: config, path: options.path, timeSampling: options.timeSampling)
         trainer = SiTTrainer(model: model, ema: ema, objective: objective,
@@ -148,6 +155,25 @@ public final class SiTTrainingJob: TrainingTask {
         loader = try LatentBatchLoader(reader: reader, batchSize: options.batchSize,
                                        rng: RandomGenerator(seed: options.seed, stream: 11),
                                        randomFlip: options.randomFlip, position: LatentLoaderPosition())
+    }
+
+    /// Copies the weights of the SiT in `folder` into `model`, refusing another architecture or
+    /// a SiT trained on another tokenizer's latents.
+    static func initialize(_ model: SiT, from folder: String, tokenizerSHA256: String) throws {
+        let source: SiT
+        do { source = try SiT.load(folder: folder) } catch {
+            throw PipelineError.invalidArgument("--init-from \(folder): \(error)")
+        }
+        if case let .string(sha)? = source.config.swiftField("tokenizer_sha256"), sha != tokenizerSHA256 {
+            throw PipelineError.invalidArgument("--init-from \(folder) was trained on the latents of tokenizer weights \(sha.prefix(12))…, not on this cache's (\(tokenizerSHA256.prefix(12))…).")
+        }
+        let mine = model.namedTensors(), theirs = source.namedTensors()
+        let shapes = { (t: [(String, Tensor)]) in t.map { "\($0.0) \($0.1.shape)" } }
+        guard shapes(mine) == shapes(theirs) else {
+            let c = source.config
+            throw PipelineError.invalidArgument("--init-from \(folder) is a SiT of width \(c.hiddenSize), depth \(c.depth), \(c.numHeads) heads, \(c.inputSize) tokens x \(c.inChannels), \(c.numClasses) classes\(c.qkNorm ? ", qk-norm" : ""); this run's --hidden, --depth, --heads, --qk-norm and cache must describe the same.")
+        }
+        model.copyValues(from: source)
     }
 
     public var step: Int { trainer.stepCount }
