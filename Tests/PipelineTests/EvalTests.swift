@@ -70,6 +70,14 @@ final class ClassFidelityTests: XCTestCase {
 }
 
 final class EvalSweepTests: XCTestCase {
+    /// The grid's title and the sweep's progress name a limited guidance interval, nothing else.
+    func testGuidanceSuffixNamesOnlyALimitedInterval() {
+        XCTAssertEqual(GenerationJob.guidanceSuffix(cfg: 2, low: 0, high: 0.7), " on t in [0, 0.7]")
+        XCTAssertEqual(GenerationJob.guidanceSuffix(cfg: 2, low: 0.1, high: 1), " on t in [0.1, 1]")
+        XCTAssertEqual(GenerationJob.guidanceSuffix(cfg: 2, low: 0, high: 1), "")
+        XCTAssertEqual(GenerationJob.guidanceSuffix(cfg: 1, low: 0, high: 0.7), "", "cfg 1 has no guidance")
+    }
+
     /// sampler x steps x interval x cfg, with cfg 1 (no guidance) measured once per sampler and
     /// step count whatever the intervals.
     func testSweepSettingsMeasureCfgOneOnce() {

@@ -213,7 +213,7 @@ public enum EvalJob {
                 g.steps = s.steps; g.cfgScale = s.cfg; g.method = s.method; g.guidanceLow = o.guidanceLow
                 g.guidanceHigh = s.guidanceHigh; g.batchSize = 100; g.batchInvariant = false
                 let t0 = now()
-                let label = "\(s.method.rawValue) cfg \(s.cfg) steps \(s.steps)" + (s.cfg == 1 || s.guidanceHigh == 1 && o.guidanceLow == 0 ? "" : " t<=\(s.guidanceHigh)")
+                let label = "\(s.method.rawValue) cfg \(s.cfg) steps \(s.steps)" + GenerationJob.guidanceSuffix(cfg: s.cfg, low: o.guidanceLow, high: s.guidanceHigh)
                 let gbar = ProgressBar(total: items.count * s.steps, label: label, unit: "img-step")
                 let images = try GenerationJob.generate(models, g, items: items) { gbar.update(by: $0) }
                 gbar.finish()

@@ -405,6 +405,12 @@ public enum GenerationJob {
         return GenerationSummary(images: items.count, resumed: start, seconds: now() - t0, fileNames: items.map(\.fileName))
     }
 
+    /// " on t in [low, high]" when guidance is limited to part of the path (t = 1 is noise); empty
+    /// without guidance (cfg 1) or at every t. The grid's title and gen eval's progress say it so.
+    public static func guidanceSuffix(cfg: Double, low: Double, high: Double) -> String {
+        cfg == 1 || (low <= 0 && high >= 1) ? "" : String(format: " on t in [%g, %g]", low, high)
+    }
+
     /// A labelled grid of the first images (up to 16) of each class (up to 32 classes), read
     /// back from their PNGs.
     static func writeGrid(_ items: [GenerationItem], classes: [Int], names: [String], _ o: GenerationOptions,
@@ -419,7 +425,7 @@ public enum GenerationJob {
         let scale = max(1, 96 / max(1, firstImage.height))
         let scaled = kept.map { rows[$0].map { $0.upscaled(scale) } }
         let canvas = ImageGrid.compose(rows: scaled, labels: kept.map { names[shown[$0]] }, padding: 2, scale: 1,
-                                       title: "\(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale), seed \(o.seed)")
+                                       title: "\(o.method.rawValue) \(o.steps) steps, cfg \(o.cfgScale)\(guidanceSuffix(cfg: o.cfgScale, low: o.guidanceLow, high: o.guidanceHigh)), seed \(o.seed)")
         try canvas.writePNG(path: out + "/grid.png", text: ["parameters": "grid of \(items.count) images; each file has its own parameters"])
         log("Wrote \(out)/grid.png")
     }
