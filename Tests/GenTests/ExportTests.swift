@@ -119,6 +119,13 @@ final class ExportTests: XCTestCase {
         let state = try String(contentsOfFile: d + "/b/checkpoint/training/state.json", encoding: .utf8)
         XCTAssertTrue(state.contains("init_from") || state.contains("initFrom"), state)
 
+        // From a float16 copy: the weights as rounded, but the fixed sin-cos table exact.
+        XCTAssertEqual(try gen(["convert", "--from", d + "/a", "--to", d + "/a16", "--dtype", "f16"]).status, 0)
+        r = try gen(base + ["--out", d + "/b16", "--steps", "1", "--lr", "1e-12", "--init-from", d + "/a16"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let b16 = try SiT.load(folder: d + "/b16/checkpoint", warn: { XCTFail($0) })
+        XCTAssertLessThan(b16.posEmbedMaxDifference ?? 1, 1e-6)
+
         // Resuming the fine-tune reads its own checkpoint, not the folder it started from.
         try FileManager.default.removeItem(atPath: d + "/a")
         r = try gen(base + ["--out", d + "/b", "--steps", "3", "--resume"])
