@@ -126,6 +126,14 @@ final class ExportTests: XCTestCase {
         let b16 = try SiT.load(folder: d + "/b16/checkpoint", warn: { XCTFail($0) })
         XCTAssertLessThan(b16.posEmbedMaxDifference ?? 1, 1e-6)
 
+        // A source holding NaN is refused before training, naming the tensor.
+        let broken = try SiT.load(folder: d + "/a/checkpoint", warn: { _ in })
+        broken.posEmbed.pointer[3] = .nan
+        try broken.save(folder: d + "/a-nan")
+        r = try gen(base + ["--out", d + "/nan", "--steps", "1", "--init-from", d + "/a-nan"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("Non-finite values appeared in the weights pos_embed of --init-from"), r.stderr)
+
         // Resuming the fine-tune reads its own checkpoint, not the folder it started from.
         try FileManager.default.removeItem(atPath: d + "/a")
         r = try gen(base + ["--out", d + "/b", "--steps", "3", "--resume"])

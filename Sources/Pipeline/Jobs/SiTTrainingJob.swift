@@ -173,6 +173,7 @@ public final class SiTTrainingJob: TrainingTask {
             let c = source.config
             throw PipelineError.invalidArgument("--init-from \(folder) is a SiT of width \(c.hiddenSize), depth \(c.depth), \(c.numHeads) heads, \(c.inputSize) tokens x \(c.inChannels), \(c.numClasses) classes\(c.qkNorm ? ", qk-norm" : ""); this run's --hidden, --depth, --heads, --qk-norm and cache must describe the same.")
         }
+        for (name, t) in theirs { try checkFinite(t, "weights \(name) of --init-from \(folder)") }
         model.copyValues(from: source)
         // The sin-cos table is fixed, not learned: a half-precision source holds it rounded
         // (up to ~2e-4); the run keeps the exact table unless the source's differs by more.
