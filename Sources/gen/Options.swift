@@ -112,6 +112,7 @@ enum Limits {
     static let images = 1...10_000_000
     static let learningRate: ClosedRange<Float> = 1e-12...10
     static let emaDecay: ClosedRange<Float> = 0...0.999_999_9
+    static let adamEpsilon: ClosedRange<Float> = 1e-30...10
     static let samplerSteps = 1...100_000
     static let cfg: ClosedRange<Double> = -1000...1000
     static let unitInterval: ClosedRange<Double> = 0...1

@@ -26,6 +26,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Peak learning rate (linear warmup, cosine decay).") var lr: Float = 3e-4
     @Option(parsing: .unconditional, help: "Warmup steps.") var warmup = 500
     @Option(name: .customLong("ema"), parsing: .unconditional, help: "EMA decay of the saved weights.") var emaDecay: Float = 0.999
+    @Option(name: .customLong("adam-eps"), parsing: .unconditional, help: ArgumentHelp("AdamW's epsilon (default 1e-8, PyTorch's).",
+            discussion: "With --resume the run keeps its own.")) var adamEps: Float?
     @Option(parsing: .unconditional, help: "Interpolant path: linear or cosine.") var path: InterpolantPath = .linear
     @Option(name: .customLong("time-sampling"), help: "uniform or lognormal.") var timeSampling: TimeSampling = .uniform
     @Option(parsing: .unconditional, help: "Seed of initialization, data order and noise.") var seed: UInt64 = 0
@@ -48,11 +50,13 @@ struct Train: ParsableCommand {
         if initFrom != nil && resume { throw ValidationError("--init-from starts a run; --resume continues one from its own checkpoint: pass one of them.") }
         try validateTrainingLoop(steps: steps, batchSize: batchSize, lr: lr, warmup: warmup, emaDecay: emaDecay,
                                  saveEvery: saveEvery, logEvery: logEvery, stopAfter: stopAfter, resume: resume, overwrite: overwrite)
+        try require(adamEps, "--adam-eps", in: Limits.adamEpsilon)
     }
 
     func run() throws {
         compute.apply()
         var o = SiTTrainingOptions()
+        o.adamEps = adamEps
         o.cache = cache ?? ""; o.tokenizer = tokenizer.map(checkpointFolder) ?? ""; o.hiddenSize = hidden; o.depth = depth; o.numHeads = heads
         o.qkNorm = qkNorm; o.steps = steps ?? 0; o.batchSize = batchSize; o.lr = lr; o.warmup = warmup; o.minLR = lr / 10
         o.emaDecay = emaDecay; o.path = path; o.timeSampling = timeSampling; o.seed = seed

@@ -33,6 +33,8 @@ final class OptionValidationTests: XCTestCase {
             (["train", "--cache", "c.h5", "--out", d + "/r", "--steps", "-5"], "--steps must be between 1"),
             (["train", "--cache", "c.h5", "--out", d + "/r", "--steps", "0"], "--steps must be between 1"),
             (["train", "--cache", "c.h5", "--out", d + "/r", "--ema", "nan"], "--ema must be between"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--adam-eps", "0"], "--adam-eps must be between"),
+            (["train", "--cache", "c.h5", "--out", d + "/r", "--adam-eps", "nan"], "--adam-eps must be between"),
             (["train", "--cache", "c.h5", "--out", d + "/r", "--save-every", "0"], "--save-every must be between 1"),
             (["train", "--cache", "c.h5", "--out", d + "/r", "--log-every", "0"], "--log-every must be between 1"),
             (["train", "--cache", "c.h5", "--out", d + "/r", "--stop-after", "0"], "--stop-after must be between 1"),

@@ -26,6 +26,8 @@ public struct SiTTrainingOptions: TrainingOptions, Sendable {
     public var weightDecay: Float = 0
     public var emaDecay: Float = 0.999
     public var maxGradNorm: Float = 1
+    /// AdamW's epsilon (nil in older runs: PyTorch's 1e-8).
+    public var adamEps: Float? = nil
     public var classDropout: Double = 0.1
     public var path: InterpolantPath = .linear
     public var timeSampling: TimeSampling = .uniform
@@ -150,7 +152,7 @@ public final class SiTTrainingJob: TrainingTask {
         let objective = FlowMatchingObjective(for: config, path: options.path, timeSampling: options.timeSampling)
         trainer = SiTTrainer(model: model, ema: ema, objective: objective,
                              schedule: .cosine(lr: options.lr, warmup: options.warmup, total: options.steps, minLR: options.minLR),
-                             weightDecay: options.weightDecay, maxGradNorm: options.maxGradNorm, emaDecay: options.emaDecay,
+                             weightDecay: options.weightDecay, eps: options.adamEps ?? 1e-8, maxGradNorm: options.maxGradNorm, emaDecay: options.emaDecay,
                              rng: RandomGenerator(seed: options.seed, stream: 7))
         loader = try LatentBatchLoader(reader: reader, batchSize: options.batchSize,
                                        rng: RandomGenerator(seed: options.seed, stream: 11),
