@@ -38,7 +38,7 @@ struct Train: ParsableCommand {
     @Flag(name: .customLong("no-flip"), help: ArgumentHelp("Train on the latents of the images as they are, never their mirrored latents.",
           discussion: "For data whose orientation matters (Fashion-MNIST's shoes all point left; mirrored ones are out of its distribution). With --resume: for the rest of the run.")) var noFlip = false
     @Option(name: .customLong("init-from"), help: ArgumentHelp("Start from the weights of this SiT folder or run instead of a random initialization (fine-tuning).",
-            discussion: "Same architecture and tokenizer (the cache's); the optimizer, warmup and learning-rate schedule start afresh.")) var initFrom: String?
+            discussion: "Same architecture and tokenizer (the cache's), or a SiT with fewer blocks than --depth: it fills the first blocks and the further ones start as identities (adaLN-Zero), so the deeper model starts from the source's function. The optimizer, warmup and learning-rate schedule start afresh.")) var initFrom: String?
     @Flag(help: "Continue the run in --out from its last checkpoint.") var resume = false
     @Flag(help: "Replace an existing run in --out.") var overwrite = false
 

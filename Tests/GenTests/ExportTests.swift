@@ -151,4 +151,42 @@ final class ExportTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("pass one of them"), r.stderr)
     }
+
+    /// gen train --init-from a SiT with fewer blocks: its blocks fill the first ones, and the
+    /// added blocks start as identities (zero adaLN), so the deeper model computes the
+    /// source's velocity; a source deeper than --depth, or with other heads, is refused.
+    func testInitFromAShallowerSiTStartsFromItsFunction() throws {
+        let d = tempDir("init-deeper")
+        XCTAssertEqual(try gen(["train-tokenizer", "--out", d + "/tok", "--steps", "2", "--limit", "32", "--log-every", "1"] + tinyTokenizerArgs).status, 0)
+        XCTAssertEqual(try gen(["precompute", "--tokenizer", d + "/tok", "--limit", "32", "--out", d + "/c.h5"]).status, 0)
+        let base = ["train", "--cache", d + "/c.h5", "--log-every", "1", "--hidden", "32", "--heads", "2", "--batch-size", "16", "--warmup", "2", "--precision", "fp32"]
+        XCTAssertEqual(try gen(base + ["--depth", "1", "--out", d + "/a", "--steps", "6", "--lr", "1e-2"]).status, 0)
+        var r = try gen(base + ["--depth", "3", "--out", d + "/b", "--steps", "1", "--lr", "1e-12", "--seed", "3", "--init-from", d + "/a"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let a = try SiT.load(folder: d + "/a/checkpoint", warn: { _ in })
+        let b = try SiT.load(folder: d + "/b/checkpoint", warn: { _ in })
+        XCTAssertEqual(b.blocks.count, 3)
+        // The source's trained adaLN is not zero, so its function is not the trivial one.
+        XCTAssertGreaterThan(a.blocks[0].adaLN.weight.scalars.map(abs).max() ?? 0, 1e-4)
+        let n = 4, shape = [n, a.config.inputSize, a.config.inChannels]
+        var rng = RandomGenerator(seed: 9)
+        let x = rng.normalTensor(shape)
+        let t: [Float] = [0.1, 0.4, 0.7, 0.95], y = [0, 1, 2, a.config.numClasses]
+        let va = try Autograd.noGrad { try a(x, t: t, y: y) }.scalars
+        let vb = try Autograd.noGrad { try b(x, t: t, y: y) }.scalars
+        let scale = va.map(abs).max() ?? 0
+        XCTAssertGreaterThan(scale, 1e-3)
+        XCTAssertLessThan(zip(va, vb).map { abs($0 - $1) }.max() ?? 1, 1e-5 * max(1, scale))
+        // The added blocks trained on from there: their attention and MLP weights are random, not copies.
+        XCTAssertGreaterThan(zip(b.blocks[1].mlp.fc1.weight.scalars, a.blocks[0].mlp.fc1.weight.scalars).map { abs($0 - $1) }.max() ?? 0, 1e-3)
+
+        r = try gen(base + ["--depth", "2", "--out", d + "/c", "--steps", "1", "--init-from", d + "/b"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("is a SiT of width 32, depth 3") && r.stderr.contains("at least as many blocks"), r.stderr)
+        r = try gen(["train", "--cache", d + "/c.h5", "--out", d + "/c", "--steps", "1", "--init-from", d + "/a",
+                     "--hidden", "32", "--depth", "2", "--heads", "4", "--batch-size", "16"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("2 heads"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: d + "/c/checkpoint"))
+    }
 }

@@ -160,7 +160,10 @@ public final class SiTTrainingJob: TrainingTask {
     }
 
     /// Copies the weights of the SiT in `folder` into `model`, refusing another architecture or
-    /// a SiT trained on another tokenizer's latents.
+    /// a SiT trained on another tokenizer's latents. A source with fewer blocks (same width,
+    /// heads, tokens, channels and classes) fills the first blocks; the model's further blocks
+    /// keep their fresh initialization, whose adaLN-Zero modulation makes each an identity, so
+    /// the deeper model starts out computing exactly the source's function.
     static func initialize(_ model: SiT, from folder: String, tokenizerSHA256: String) throws {
         let source: SiT
         do { source = try SiT.load(folder: folder) } catch {
@@ -169,14 +172,24 @@ public final class SiTTrainingJob: TrainingTask {
         if case let .string(sha)? = source.config.swiftField("tokenizer_sha256"), sha != tokenizerSHA256 {
             throw PipelineError.invalidArgument("--init-from \(folder) was trained on the latents of tokenizer weights \(sha.prefix(12))…, not on this cache's (\(tokenizerSHA256.prefix(12))…).")
         }
-        let mine = model.namedTensors(), theirs = source.namedTensors()
-        let shapes = { (t: [(String, Tensor)]) in t.map { "\($0.0) \($0.1.shape)" } }
-        guard shapes(mine) == shapes(theirs) else {
-            let c = source.config
-            throw PipelineError.invalidArgument("--init-from \(folder) is a SiT of width \(c.hiddenSize), depth \(c.depth), \(c.numHeads) heads, \(c.inputSize) tokens x \(c.inChannels), \(c.numClasses) classes\(c.qkNorm ? ", qk-norm" : ""); this run's --hidden, --depth, --heads, --qk-norm and cache must describe the same.")
+        let c = source.config
+        let theirs = source.namedTensors()
+        let mine = Dictionary(uniqueKeysWithValues: model.namedTensors().map { ($0.0, $0.1) })
+        let sourceKeys = Set(theirs.map(\.0))
+        /// A key only the model has must belong to one of its blocks past the source's depth.
+        func isAddedBlock(_ key: String) -> Bool {
+            let parts = key.split(separator: ".")
+            guard parts.count > 2, parts[0] == "blocks", let i = Int(parts[1]) else { return false }
+            return i >= c.depth
+        }
+        let fits = c.numHeads == model.config.numHeads && c.depth <= model.config.depth
+            && theirs.allSatisfy { mine[$0.0]?.shape == $0.1.shape }
+            && mine.keys.allSatisfy { sourceKeys.contains($0) || isAddedBlock($0) }
+        guard fits else {
+            throw PipelineError.invalidArgument("--init-from \(folder) is a SiT of width \(c.hiddenSize), depth \(c.depth), \(c.numHeads) heads, \(c.inputSize) tokens x \(c.inChannels), \(c.numClasses) classes\(c.qkNorm ? ", qk-norm" : ""); this run's --hidden, --heads, --qk-norm and cache must describe the same, and --depth at least as many blocks.")
         }
         for (name, t) in theirs { try checkFinite(t, "weights \(name) of --init-from \(folder)") }
-        model.copyValues(from: source)
+        for (name, t) in theirs { mine[name]!.assign(t) }
         // The sin-cos table is fixed, not learned: a half-precision source holds it rounded
         // (up to ~2e-4); the run keeps the exact table unless the source's differs by more.
         if let d = source.posEmbedMaxDifference, d <= 1e-2 { model.posEmbed.assign(SiT.positionTable(model.config)) }
