@@ -5,7 +5,7 @@
 #
 #   scripts/retrain-fashion.sh [stage ...]     stages: tokenizer tokenizer-eval precompute sit eval
 #                                              (default: all, in that order), and final
-#   RUNS=... SAMPLER=euler CFG=3 STEPS=25 GUIDANCE_HIGH=1 scripts/retrain-fashion.sh final
+#   RUNS=... SAMPLER=heun CFG=1.75 STEPS=20 GUIDANCE_HIGH=0.7 scripts/retrain-fashion.sh final
 #                                              the chosen setting on 10,000 samples (1,000 per
 #                                              class), the count the train-vs-test floor uses
 #   RUNS=runs/fashion-v2  RANKS=2  GEN=.build/release/gen  (environment, defaults shown)
@@ -72,8 +72,8 @@ final_eval() {
     # FD is biased upward at small counts (1,000 training images score 3.45 against the test set,
     # 10,000 score 0.80): the recommended setting is scored at the floor's own count.
     "$G" eval --tokenizer "$R/tok" --sit "$R/sit" --classifier "$CLASSIFIER" --per-class 1000 \
-        --sampler "${SAMPLER:-euler}" --cfg-scale "${CFG:-3}" --num-steps "${STEPS:-25}" \
-        --guidance-high "${GUIDANCE_HIGH:-1}" --out "$R/sit/eval-final"
+        --sampler "${SAMPLER:-heun}" --cfg-scale "${CFG:-1.75}" --num-steps "${STEPS:-20}" \
+        --guidance-high "${GUIDANCE_HIGH:-0.7}" --out "$R/sit/eval-final"
 }
 
 stages=("$@")

@@ -10,7 +10,7 @@ swift build -c release --product gen 2>&1 | tail -1
 t1=$(date +%s.%N)
 out=${1:-samples/fashion}
 ./.build/release/gen sample --sit Checkpoints/fashion-sit --tokenizer Checkpoints/fashion-tokenizer \
-    --per-class 8 --sampler heun --steps 10 --cfg 2 --guidance-high 0.7 --seed 0 --out "$out" --overwrite
+    --per-class 8 --sampler heun --steps 20 --cfg 1.75 --guidance-high 0.7 --seed 0 --out "$out" --overwrite
 t2=$(date +%s.%N)
 printf 'Sample grid: %s/grid.png (every class, 8 samples each; one PNG per image beside it)\n' "$out"
 awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "Took %.1f s: setup and build %.1f s, sampling %.1f s.\n", c - a, b - a, c - b }' 
